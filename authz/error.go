@@ -1,0 +1,55 @@
+package authz
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrorCode classifies an Error so that every transport maps it the same way
+// (gRPC status code, HTTP status).
+type ErrorCode string
+
+// Error codes. The zero code means an internal error.
+const (
+	EInvalid     ErrorCode = "invalid_argument" // the request is wrong; retrying it will not help
+	ENotFound    ErrorCode = "not_found"        // the account or key does not exist
+	EConflict    ErrorCode = "conflict"         // the request clashes with the current state
+	EUnavailable ErrorCode = "unavailable"      // the store cannot serve now; retry later
+	EInternal    ErrorCode = "internal"         // a bug or a broken store
+)
+
+// Error is an error a caller can act on: a code and a message safe to show.
+type Error struct {
+	Code    ErrorCode
+	Message string
+}
+
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Errorf returns an *Error with the given code and formatted message.
+func Errorf(code ErrorCode, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Code returns the code of the first *Error in err's chain, EInternal for any
+// other error, and "" for nil.
+func Code(err error) ErrorCode {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EInternal
+}
+
+// Message returns the message of the first *Error in err's chain, or a
+// generic text that hides internal detail.
+func Message(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}

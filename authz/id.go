@@ -1,0 +1,60 @@
+package authz
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"time"
+)
+
+// Id prefixes. An id is its prefix followed by 26 characters of Crockford
+// base32: 48 bits of creation time in milliseconds, then 80 random bits, so
+// ids sort in creation order and lists page in that order.
+const (
+	AccountIDPrefix = "acct_"
+	KeyIDPrefix     = "key_"
+	idBodyLen       = 26
+)
+
+const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// NewAccountID returns a fresh account id created at t.
+func NewAccountID(t time.Time) string { return newID(AccountIDPrefix, t) }
+
+// NewKeyID returns a fresh key id created at t.
+func NewKeyID(t time.Time) string { return newID(KeyIDPrefix, t) }
+
+// ValidAccountID reports whether s is shaped like an account id.
+func ValidAccountID(s string) bool { return validID(AccountIDPrefix, s) }
+
+// ValidKeyID reports whether s is shaped like a key id.
+func ValidKeyID(s string) bool { return validID(KeyIDPrefix, s) }
+
+func newID(prefix string, t time.Time) string {
+	var raw [16]byte // 128 bits, of which the top 2 are always zero
+	binary.BigEndian.PutUint64(raw[0:8], uint64(t.UnixMilli())<<16)
+	rand.Read(raw[6:16])
+	hi := binary.BigEndian.Uint64(raw[0:8])
+	lo := binary.BigEndian.Uint64(raw[8:16])
+	b := make([]byte, len(prefix)+idBodyLen)
+	copy(b, prefix)
+	body := b[len(prefix):]
+	for i := idBodyLen - 1; i >= 0; i-- {
+		body[i] = crockford[lo&31]
+		lo = lo>>5 | hi<<59
+		hi >>= 5
+	}
+	return string(b)
+}
+
+func validID(prefix, s string) bool {
+	if len(s) != len(prefix)+idBodyLen || s[:len(prefix)] != prefix {
+		return false
+	}
+	for i := len(prefix); i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'Z' && c != 'I' && c != 'L' && c != 'O' && c != 'U') {
+			return false
+		}
+	}
+	return true
+}
