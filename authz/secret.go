@@ -39,7 +39,7 @@ func NewSecret() string {
 			}
 		}
 	}
-	putChecksum(b[len(b)-checksumLen:], crc32.ChecksumIEEE(b[:len(b)-checksumLen]))
+	putChecksum(b[len(b)-checksumLen:], checksum(string(b[:len(b)-checksumLen])))
 	return string(b)
 }
 
@@ -55,9 +55,7 @@ func ValidSecret(s string) bool {
 		}
 	}
 	var want [checksumLen]byte
-	var buf [SecretLen]byte
-	n := copy(buf[:], s[:len(s)-checksumLen])
-	putChecksum(want[:], crc32.ChecksumIEEE(buf[:n]))
+	putChecksum(want[:], checksum(s[:len(s)-checksumLen]))
 	return string(want[:]) == s[len(s)-checksumLen:]
 }
 
@@ -79,6 +77,16 @@ func SecretHint(s string) string {
 		return SecretPrefix + "..."
 	}
 	return SecretPrefix + "..." + s[len(s)-4:]
+}
+
+// checksum is CRC-32 (IEEE) of s, computed over the string itself so that
+// checking a secret does not allocate.
+func checksum(s string) uint32 {
+	crc := ^uint32(0)
+	for i := 0; i < len(s); i++ {
+		crc = crc32.IEEETable[byte(crc)^s[i]] ^ crc>>8
+	}
+	return ^crc
 }
 
 func putChecksum(dst []byte, sum uint32) {
