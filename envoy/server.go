@@ -1,0 +1,103 @@
+package envoy
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/keygate/keygate/authz"
+)
+
+// Server implements authv3.AuthorizationServer over an authz.Authorizer. It
+// is safe for concurrent use.
+type Server struct {
+	authz    *authz.Authorizer
+	outcomes []outcome // indexed by authz.Reason
+	errors   prometheus.Counter
+	duration prometheus.Histogram
+}
+
+var _ authv3.AuthorizationServer = (*Server)(nil)
+
+// NewServer returns a Server that decides with a and registers its metrics on
+// reg; a nil reg records no metrics. It panics if the metrics are already
+// registered on reg.
+func NewServer(a *authz.Authorizer, reg prometheus.Registerer) *Server {
+	m := newMetrics(reg)
+	s := &Server{
+		authz:    a,
+		outcomes: make([]outcome, len(authz.Reasons())),
+		errors:   m.errors,
+		duration: m.duration,
+	}
+	for _, r := range authz.Reasons() {
+		s.outcomes[r] = newOutcome(r, m.checks(r))
+	}
+	return s
+}
+
+// Check decides one request. A denial is an OK gRPC call whose CheckResponse
+// carries a non-OK status; an error (codes.Unavailable) means the key store
+// could not answer and Envoy should apply its failure policy.
+//
+// The returned CheckResponse may be shared with other calls and must not be
+// modified.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := time.Now()
+	resp, err := s.check(ctx, req)
+	s.duration.Observe(time.Since(start).Seconds())
+	return resp, err
+}
+
+func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	d, err := s.authz.Authorize(ctx, RequestFromCheck(req))
+	if err != nil {
+		s.errors.Inc()
+		return nil, status.Error(codes.Unavailable, "keygate: the key store could not answer")
+	}
+	o := &s.outcomes[d.Reason]
+	o.checks.Inc()
+	return o.respond(d), nil
+}
+
+// RequestFromCheck copies what the decision needs out of an Envoy
+// CheckRequest. It never panics: missing attributes read as a request
+// without an Authorization header.
+//
+// The header is looked up in attributes.request.http.headers (lower-case
+// keys) and in header_map, which Envoy fills instead when encode_raw_headers
+// is set. Several values are joined with "," as Envoy joins repeated headers,
+// so that they fail as one malformed value. A raw value longer than
+// authz.MaxAuthorizationLen is cut to one byte more than that limit: it is
+// rejected just the same, without copying the rest.
+func RequestFromCheck(r *authv3.CheckRequest) authz.Request {
+	h := r.GetAttributes().GetRequest().GetHttp()
+	v, found := h.GetHeaders()["authorization"]
+	for _, hv := range h.GetHeaderMap().GetHeaders() {
+		if !strings.EqualFold(hv.GetKey(), "authorization") {
+			continue
+		}
+		hval := hv.GetValue()
+		if raw := hv.GetRawValue(); len(raw) > 0 {
+			hval = rawString(raw)
+		}
+		if found {
+			v += "," + hval
+		} else {
+			v, found = hval, true
+		}
+	}
+	return authz.Request{Authorization: v}
+}
+
+func rawString(b []byte) string {
+	if len(b) > authz.MaxAuthorizationLen {
+		b = b[:authz.MaxAuthorizationLen+1]
+	}
+	return string(b)
+}
