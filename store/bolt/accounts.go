@@ -1,0 +1,269 @@
+package bolt
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/keygate/keygate/authz"
+	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
+)
+
+// CreateAccount creates an active account. A positive opening balance is
+// recorded as a LedgerOpen entry with seq 1.
+func (s *Store) CreateAccount(ctx context.Context, name string, openingBalance int64) (authz.Account, error) {
+	if err := authz.ValidateName("account name", name); err != nil {
+		return authz.Account{}, err
+	}
+	if openingBalance < 0 {
+		return authz.Account{}, authz.Errorf(authz.EInvalid, "opening balance must not be negative, got %d", openingBalance)
+	}
+	now := s.now()
+	r := &storagev1.AccountRecord{
+		Id:         authz.NewAccountID(now),
+		Name:       name,
+		CreateTime: now.UnixNano(),
+		UpdateTime: now.UnixNano(),
+	}
+	err := s.update(ctx, func(tx *bbolt.Tx) (func(), error) {
+		if openingBalance > 0 {
+			if _, err := appendLedger(tx, r, authz.BalanceChange{Kind: authz.LedgerOpen, Amount: openingBalance}, r.CreateTime); err != nil {
+				return nil, err
+			}
+		}
+		if err := put(tx.Bucket(bucketAccounts), []byte(r.Id), r); err != nil {
+			return nil, err
+		}
+		return func() { s.addAccount(r) }, nil
+	})
+	if err != nil {
+		return authz.Account{}, err
+	}
+	return accountOf(r), nil
+}
+
+// Account returns the account with the given id.
+func (s *Store) Account(ctx context.Context, id string) (authz.Account, error) {
+	if !authz.ValidAccountID(id) {
+		return authz.Account{}, invalidAccountID(id)
+	}
+	var a authz.Account
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		r, err := getAccount(tx.Bucket(bucketAccounts), id)
+		if err != nil {
+			return err
+		}
+		a = accountOf(r)
+		return nil
+	})
+	return a, err
+}
+
+// Accounts lists accounts in creation order. The page token is the id of
+// the last account of the previous page.
+func (s *Store) Accounts(ctx context.Context, page authz.Page) ([]authz.Account, string, error) {
+	size, err := pageSize(page)
+	if err != nil {
+		return nil, "", err
+	}
+	var after []byte
+	if page.Token != "" {
+		if !authz.ValidAccountID(page.Token) {
+			return nil, "", badToken(page.Token)
+		}
+		after = []byte(page.Token)
+	}
+	var as []authz.Account
+	var more bool
+	err = s.view(ctx, func(tx *bbolt.Tx) error {
+		more, err = scan(tx.Bucket(bucketAccounts), nil, after, size, func(_, v []byte) error {
+			r, err := decode[storagev1.AccountRecord](v)
+			if err != nil {
+				return err
+			}
+			as = append(as, accountOf(r))
+			return nil
+		})
+		return err
+	})
+	if err != nil || !more {
+		return as, "", err
+	}
+	return as, as[len(as)-1].ID, nil
+}
+
+// SetAccountStatus enables or disables an account, and with it all its keys.
+func (s *Store) SetAccountStatus(ctx context.Context, id string, status authz.AccountStatus) (authz.Account, error) {
+	if !authz.ValidAccountID(id) {
+		return authz.Account{}, invalidAccountID(id)
+	}
+	if status != authz.AccountActive && status != authz.AccountDisabled {
+		return authz.Account{}, authz.Errorf(authz.EInvalid, "an account status is active or disabled, got %s", status)
+	}
+	disabled := status == authz.AccountDisabled
+	var r *storagev1.AccountRecord
+	err := s.update(ctx, func(tx *bbolt.Tx) (func(), error) {
+		b := tx.Bucket(bucketAccounts)
+		var err error
+		if r, err = getAccount(b, id); err != nil || r.Disabled == disabled {
+			return nil, err
+		}
+		r.Disabled = disabled
+		r.UpdateTime = s.now().UnixNano()
+		if err := put(b, []byte(id), r); err != nil {
+			return nil, err
+		}
+		return func() { s.accounts[id].disabled.Store(disabled) }, nil
+	})
+	if err != nil {
+		return authz.Account{}, err
+	}
+	return accountOf(r), nil
+}
+
+// ChangeBalance applies a credit or debit. A debit's KeyID must name a key
+// of the account (else EInvalid). A change that would take the balance out
+// of the int64 range is EInvalid and changes nothing.
+func (s *Store) ChangeBalance(ctx context.Context, c authz.BalanceChange) (authz.LedgerEntry, error) {
+	if err := c.Validate(); err != nil {
+		return authz.LedgerEntry{}, err
+	}
+	var entry *storagev1.LedgerRecord
+	err := s.update(ctx, func(tx *bbolt.Tx) (func(), error) {
+		accounts := tx.Bucket(bucketAccounts)
+		r, err := getAccount(accounts, c.AccountID)
+		if err != nil {
+			return nil, err
+		}
+		if c.IdempotencyKey != "" {
+			if entry, err = replay(tx, c); entry != nil || err != nil {
+				return nil, err
+			}
+		}
+		if c.KeyID != "" && tx.Bucket(bucketAccountKeys).Get(accountKeyKey(c.AccountID, c.KeyID)) == nil {
+			return nil, authz.Errorf(authz.EInvalid, "%s is not a key of account %s", c.KeyID, c.AccountID)
+		}
+		if entry, err = appendLedger(tx, r, c, s.now().UnixNano()); err != nil {
+			return nil, err
+		}
+		if err := put(accounts, []byte(r.Id), r); err != nil {
+			return nil, err
+		}
+		return func() { s.accounts[r.Id].balance.Store(r.Balance) }, nil
+	})
+	if err != nil {
+		return authz.LedgerEntry{}, err
+	}
+	return entryOf(entry), nil
+}
+
+// replay returns the entry that c's idempotency key recorded, nil if the
+// key is new, or EConflict if the entry is not the same change as c.
+func replay(tx *bbolt.Tx, c authz.BalanceChange) (*storagev1.LedgerRecord, error) {
+	seq := tx.Bucket(bucketIdempotency).Get(idempotencyKey(c.AccountID, c.IdempotencyKey))
+	if seq == nil {
+		return nil, nil
+	}
+	v := tx.Bucket(bucketLedger).Get(append([]byte(c.AccountID), seq...))
+	if v == nil {
+		return nil, fmt.Errorf("corrupt: idempotency key %q of account %s names a missing ledger entry", c.IdempotencyKey, c.AccountID)
+	}
+	r, err := decode[storagev1.LedgerRecord](v)
+	if err != nil {
+		return nil, err
+	}
+	if r.Kind != ledgerKinds[c.Kind] || r.Amount != c.Amount || r.KeyId != c.KeyID {
+		return nil, authz.Errorf(authz.EConflict, "idempotency key %q was used for another change: %s of %d", c.IdempotencyKey, entryOf(r).Kind, r.Amount)
+	}
+	return r, nil
+}
+
+// appendLedger applies c to the account r (which the caller then writes)
+// and records it in the ledger and, if it has one, under its idempotency key.
+func appendLedger(tx *bbolt.Tx, r *storagev1.AccountRecord, c authz.BalanceChange, now int64) (*storagev1.LedgerRecord, error) {
+	balance := r.Balance
+	switch {
+	case c.Kind == authz.LedgerDebit && balance < math.MinInt64+c.Amount,
+		c.Kind != authz.LedgerDebit && balance > math.MaxInt64-c.Amount:
+		return nil, authz.Errorf(authz.EInvalid, "a %s of %d would take the balance of %d out of range", c.Kind, c.Amount, balance)
+	case c.Kind == authz.LedgerDebit:
+		balance -= c.Amount
+	default:
+		balance += c.Amount
+	}
+	r.Balance = balance
+	r.LedgerSeq++
+	r.UpdateTime = now
+	e := &storagev1.LedgerRecord{
+		AccountId:      r.Id,
+		Seq:            r.LedgerSeq,
+		Kind:           ledgerKinds[c.Kind],
+		Amount:         c.Amount,
+		BalanceAfter:   balance,
+		IdempotencyKey: c.IdempotencyKey,
+		KeyId:          c.KeyID,
+		CreateTime:     now,
+	}
+	if err := put(tx.Bucket(bucketLedger), ledgerKey(r.Id, e.Seq), e); err != nil {
+		return nil, err
+	}
+	if c.IdempotencyKey == "" {
+		return e, nil
+	}
+	return e, tx.Bucket(bucketIdempotency).Put(idempotencyKey(r.Id, c.IdempotencyKey), seqBytes(e.Seq))
+}
+
+// Ledger lists an account's entries, oldest first. The page token is the
+// seq of the last entry of the previous page.
+func (s *Store) Ledger(ctx context.Context, accountID string, page authz.Page) ([]authz.LedgerEntry, string, error) {
+	if !authz.ValidAccountID(accountID) {
+		return nil, "", invalidAccountID(accountID)
+	}
+	size, err := pageSize(page)
+	if err != nil {
+		return nil, "", err
+	}
+	var after []byte
+	if page.Token != "" {
+		seq, err := strconv.ParseUint(page.Token, 10, 64)
+		if err != nil || seq == 0 {
+			return nil, "", badToken(page.Token)
+		}
+		after = ledgerKey(accountID, seq)
+	}
+	var es []authz.LedgerEntry
+	var more bool
+	err = s.view(ctx, func(tx *bbolt.Tx) error {
+		if _, err := getAccount(tx.Bucket(bucketAccounts), accountID); err != nil {
+			return err
+		}
+		more, err = scan(tx.Bucket(bucketLedger), []byte(accountID), after, size, func(_, v []byte) error {
+			r, err := decode[storagev1.LedgerRecord](v)
+			if err != nil {
+				return err
+			}
+			es = append(es, entryOf(r))
+			return nil
+		})
+		return err
+	})
+	if err != nil || !more {
+		return es, "", err
+	}
+	return es, strconv.FormatUint(es[len(es)-1].Seq, 10), nil
+}
+
+func getAccount(b *bbolt.Bucket, id string) (*storagev1.AccountRecord, error) {
+	v := b.Get([]byte(id))
+	if v == nil {
+		return nil, authz.Errorf(authz.ENotFound, "account %s not found", id)
+	}
+	return decode[storagev1.AccountRecord](v)
+}
+
+func invalidAccountID(id string) error {
+	return authz.Errorf(authz.EInvalid, "%q is not an account id", id)
+}

@@ -1,0 +1,228 @@
+package bolt
+
+import (
+	"context"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/keygate/keygate/authz"
+	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
+)
+
+// CreateKey stores a new key of an existing account.
+func (s *Store) CreateKey(ctx context.Context, nk authz.NewKey) (authz.Key, error) {
+	var r *storagev1.KeyRecord
+	err := s.update(ctx, func(tx *bbolt.Tx) (func(), error) {
+		now := s.now()
+		if err := s.checkNewKey(&nk, now); err != nil {
+			return nil, err
+		}
+		if _, err := getAccount(tx.Bucket(bucketAccounts), nk.AccountID); err != nil {
+			return nil, err
+		}
+		r = newKeyRecord(authz.NewKeyID(now), &nk, now.UnixNano())
+		if err := insertKey(tx, r); err != nil {
+			return nil, err
+		}
+		return func() { s.addKey(r) }, nil
+	})
+	if err != nil {
+		return authz.Key{}, err
+	}
+	return keyOf(r), nil
+}
+
+// Key returns the key with the given id.
+func (s *Store) Key(ctx context.Context, id string) (authz.Key, error) {
+	if !authz.ValidKeyID(id) {
+		return authz.Key{}, invalidKeyID(id)
+	}
+	var k authz.Key
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		r, err := getKey(tx.Bucket(bucketKeys), id)
+		if err != nil {
+			return err
+		}
+		k = keyOf(s.withLastUsed(r))
+		return nil
+	})
+	return k, err
+}
+
+// Keys lists an account's keys in creation order. The page token is the id
+// of the last key of the previous page.
+func (s *Store) Keys(ctx context.Context, accountID string, page authz.Page) ([]authz.Key, string, error) {
+	if !authz.ValidAccountID(accountID) {
+		return nil, "", invalidAccountID(accountID)
+	}
+	size, err := pageSize(page)
+	if err != nil {
+		return nil, "", err
+	}
+	var after []byte
+	if page.Token != "" {
+		if !authz.ValidKeyID(page.Token) {
+			return nil, "", badToken(page.Token)
+		}
+		after = accountKeyKey(accountID, page.Token)
+	}
+	var ks []authz.Key
+	var more bool
+	err = s.view(ctx, func(tx *bbolt.Tx) error {
+		if _, err := getAccount(tx.Bucket(bucketAccounts), accountID); err != nil {
+			return err
+		}
+		keys := tx.Bucket(bucketKeys)
+		prefix := []byte(accountID)
+		more, err = scan(tx.Bucket(bucketAccountKeys), prefix, after, size, func(k, _ []byte) error {
+			r, err := getKey(keys, string(k[len(prefix):]))
+			if err != nil {
+				return err
+			}
+			ks = append(ks, keyOf(s.withLastUsed(r)))
+			return nil
+		})
+		return err
+	})
+	if err != nil || !more {
+		return ks, "", err
+	}
+	return ks, ks[len(ks)-1].ID, nil
+}
+
+// RevokeKey revokes a key at once; a revoked key is returned unchanged.
+func (s *Store) RevokeKey(ctx context.Context, id string) (authz.Key, error) {
+	if !authz.ValidKeyID(id) {
+		return authz.Key{}, invalidKeyID(id)
+	}
+	var r *storagev1.KeyRecord
+	err := s.update(ctx, func(tx *bbolt.Tx) (func(), error) {
+		keys := tx.Bucket(bucketKeys)
+		var err error
+		if r, err = getKey(keys, id); err != nil || r.RevokeTime != 0 {
+			return nil, err
+		}
+		r.RevokeTime = s.now().UnixNano()
+		if err := put(keys, []byte(id), s.withLastUsed(r)); err != nil {
+			return nil, err
+		}
+		return func() { s.syncKey(r) }, nil
+	})
+	if err != nil {
+		return authz.Key{}, err
+	}
+	return keyOf(s.withLastUsed(r)), nil
+}
+
+// RotateKey issues a replacement for an active key that has not been
+// rotated before. The replacement has the old key's account and name, and
+// replacement's ExpireTime (none if zero). The old key expires after grace
+// (keeping an earlier expiry), or is revoked at once when grace is zero.
+func (s *Store) RotateKey(ctx context.Context, id string, grace time.Duration, replacement authz.NewKey) (old, created authz.Key, err error) {
+	if !authz.ValidKeyID(id) {
+		return authz.Key{}, authz.Key{}, invalidKeyID(id)
+	}
+	if grace < 0 {
+		return authz.Key{}, authz.Key{}, authz.Errorf(authz.EInvalid, "grace period must not be negative, got %s", grace)
+	}
+	var oldRec, newRec *storagev1.KeyRecord
+	err = s.update(ctx, func(tx *bbolt.Tx) (func(), error) {
+		keys := tx.Bucket(bucketKeys)
+		var err error
+		if oldRec, err = getKey(keys, id); err != nil {
+			return nil, err
+		}
+		now := s.now()
+		if k := keyOf(oldRec); k.State(now) != authz.KeyActive {
+			return nil, authz.Errorf(authz.EConflict, "key %s is %s and cannot be rotated", id, k.State(now))
+		}
+		if oldRec.ReplacedBy != "" {
+			return nil, authz.Errorf(authz.EConflict, "key %s has already been rotated: it is replaced by %s", id, oldRec.ReplacedBy)
+		}
+		replacement.AccountID, replacement.Name = oldRec.AccountId, oldRec.Name
+		if err := s.checkNewKey(&replacement, now); err != nil {
+			return nil, err
+		}
+		newRec = newKeyRecord(authz.NewKeyID(now), &replacement, now.UnixNano())
+		if grace == 0 {
+			oldRec.RevokeTime = now.UnixNano()
+		} else {
+			end, ok := unixNano(now.Add(grace))
+			if !ok {
+				return nil, authz.Errorf(authz.EInvalid, "grace period %s is too long", grace)
+			}
+			if oldRec.ExpireTime == 0 || end < oldRec.ExpireTime {
+				oldRec.ExpireTime = end
+			}
+		}
+		oldRec.ReplacedBy = newRec.Id
+		if err := put(keys, []byte(id), s.withLastUsed(oldRec)); err != nil {
+			return nil, err
+		}
+		if err := insertKey(tx, newRec); err != nil {
+			return nil, err
+		}
+		return func() {
+			s.addKey(newRec)
+			s.syncKey(oldRec)
+		}, nil
+	})
+	if err != nil {
+		return authz.Key{}, authz.Key{}, err
+	}
+	return keyOf(s.withLastUsed(oldRec)), keyOf(newRec), nil
+}
+
+// checkNewKey validates nk at now and checks that its hash is new. The
+// caller holds mu, so that no other key with the hash can be added before
+// nk is.
+func (s *Store) checkNewKey(nk *authz.NewKey, now time.Time) error {
+	if err := nk.Validate(now); err != nil {
+		return err
+	}
+	if _, ok := unixNano(nk.ExpireTime); !ok {
+		return authz.Errorf(authz.EInvalid, "expire time %s is too far in the future", nk.ExpireTime.UTC().Format(time.RFC3339))
+	}
+	if s.idx.get(nk.Hash) != nil {
+		return authz.Errorf(authz.EConflict, "a key with this hash already exists")
+	}
+	return nil
+}
+
+// insertKey writes a new key and lists it under its account.
+func insertKey(tx *bbolt.Tx, r *storagev1.KeyRecord) error {
+	if err := put(tx.Bucket(bucketKeys), []byte(r.Id), r); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketAccountKeys).Put(accountKeyKey(r.AccountId, r.Id), nil)
+}
+
+// withLastUsed raises r's last-used time to the one recorded in memory by
+// MarkUsed and not yet flushed, and returns r.
+func (s *Store) withLastUsed(r *storagev1.KeyRecord) *storagev1.KeyRecord {
+	if e := s.idx.get(authz.KeyHash(r.Hash)); e != nil {
+		r.LastUsedTime = max(r.LastUsedTime, e.lastUsed.Load())
+	}
+	return r
+}
+
+// syncKey copies the revocation and expiry of a committed record to its
+// index entry. The caller holds mu.
+func (s *Store) syncKey(r *storagev1.KeyRecord) {
+	e := s.idx.get(authz.KeyHash(r.Hash))
+	e.expire.Store(r.ExpireTime)
+	e.revoked.Store(r.RevokeTime != 0)
+}
+
+func getKey(b *bbolt.Bucket, id string) (*storagev1.KeyRecord, error) {
+	v := b.Get([]byte(id))
+	if v == nil {
+		return nil, authz.Errorf(authz.ENotFound, "key %s not found", id)
+	}
+	return decode[storagev1.KeyRecord](v)
+}
+
+func invalidKeyID(id string) error {
+	return authz.Errorf(authz.EInvalid, "%q is not a key id", id)
+}

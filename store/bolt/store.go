@@ -1,0 +1,339 @@
+package bolt
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/keygate/keygate/authz"
+	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
+)
+
+// ErrLocked is returned (wrapped) by Open when another process, or another
+// Store in this process, holds the database file.
+var ErrLocked = errors.New("in use by another keygate process")
+
+// errClosed is returned by every method of a closed Store.
+var errClosed = authz.Errorf(authz.EUnavailable, "the store is closed")
+
+// schemaVersion is the layout this package reads and writes.
+const schemaVersion = 1
+
+// Bucket names.
+var (
+	bucketMeta        = []byte("meta")
+	bucketAccounts    = []byte("accounts")
+	bucketKeys        = []byte("keys")
+	bucketAccountKeys = []byte("account_keys")
+	bucketLedger      = []byte("ledger")
+	bucketIdempotency = []byte("idempotency")
+
+	allBuckets = [][]byte{bucketMeta, bucketAccounts, bucketKeys, bucketAccountKeys, bucketLedger, bucketIdempotency}
+
+	metaVersion = []byte("version")
+)
+
+// Options configures a Store. The zero value is ready to use.
+type Options struct {
+	Now           func() time.Time // clock; nil = time.Now
+	FlushInterval time.Duration    // how often last-used times are flushed; 0 = 10s
+	LockTimeout   time.Duration    // how long Open waits for another process's file lock; 0 = 1s
+}
+
+// Stats counts what a Store holds.
+type Stats struct {
+	Accounts, Keys int
+}
+
+// Store is an authz.Store on a bbolt file. It is safe for concurrent use.
+type Store struct {
+	db  *bbolt.DB
+	now func() time.Time
+	idx *index
+
+	// mu serializes mutations, so that the index is updated in commit order.
+	mu       sync.Mutex
+	accounts map[string]*accountEntry // guarded by mu
+	nAccts   atomic.Int64
+	closed   atomic.Bool
+
+	stop      chan struct{} // closed by Close to stop the flusher
+	flushDone chan struct{} // closed when the flusher has stopped
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ authz.Store = (*Store)(nil)
+
+// Open opens the database at path, creating it (mode 0600) if it does not
+// exist, and loads every account and key into memory. It refuses a file
+// that is not a bbolt database, is not a keygate database, or was written
+// by a newer keygate.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = 10 * time.Second
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = time.Second
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.LockTimeout})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("database %s is %w (waited %s for its lock): %w", path, ErrLocked, opts.LockTimeout, err)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, fmt.Errorf("database %s is not a bbolt database or is corrupt: %w", path, err)
+	case err != nil:
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	s := &Store{
+		db:        db,
+		now:       opts.Now,
+		idx:       newIndex(),
+		accounts:  make(map[string]*accountEntry),
+		stop:      make(chan struct{}),
+		flushDone: make(chan struct{}),
+	}
+	if err := db.Update(initSchema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	if err := db.View(s.load); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	go s.flushEvery(opts.FlushInterval)
+	return s, nil
+}
+
+// initSchema creates the buckets of an empty database, or checks those of
+// an existing one.
+func initSchema(tx *bbolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		if k, _ := tx.Cursor().First(); k != nil {
+			return fmt.Errorf("not a keygate database: it has a bucket %q but no %q bucket", k, bucketMeta)
+		}
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(metaVersion, binary.BigEndian.AppendUint64(nil, schemaVersion))
+	}
+	v := meta.Get(metaVersion)
+	if len(v) != 8 {
+		return fmt.Errorf("corrupt: the schema version is %d bytes long, want 8", len(v))
+	}
+	switch version := binary.BigEndian.Uint64(v); {
+	case version > schemaVersion:
+		return fmt.Errorf("schema version %d is newer than this keygate supports (%d): upgrade keygate", version, schemaVersion)
+	case version < 1:
+		return fmt.Errorf("corrupt: unknown schema version %d", version)
+	}
+	for _, name := range allBuckets {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("corrupt: bucket %q is missing", name)
+		}
+	}
+	return nil
+}
+
+// load fills the index from the accounts and keys buckets.
+func (s *Store) load(tx *bbolt.Tx) error {
+	err := tx.Bucket(bucketAccounts).ForEach(func(_, v []byte) error {
+		r, err := decode[storagev1.AccountRecord](v)
+		if err != nil {
+			return err
+		}
+		s.addAccount(r)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketKeys).ForEach(func(k, v []byte) error {
+		r, err := decode[storagev1.KeyRecord](v)
+		switch {
+		case err != nil:
+			return err
+		case len(r.Hash) != len(authz.KeyHash{}):
+			return fmt.Errorf("corrupt: key %s has a %d-byte hash", k, len(r.Hash))
+		case s.accounts[r.AccountId] == nil:
+			return fmt.Errorf("corrupt: key %s belongs to account %s, which does not exist", k, r.AccountId)
+		case s.idx.get(authz.KeyHash(r.Hash)) != nil:
+			return fmt.Errorf("corrupt: key %s has the hash of another key", k)
+		}
+		s.addKey(r)
+		return nil
+	})
+}
+
+// addAccount puts an account in memory. The caller holds mu or has not
+// shared s yet.
+func (s *Store) addAccount(r *storagev1.AccountRecord) {
+	a := &accountEntry{id: r.Id}
+	a.balance.Store(r.Balance)
+	a.disabled.Store(r.Disabled)
+	s.accounts[r.Id] = a
+	s.nAccts.Add(1)
+}
+
+// addKey puts a key in memory. The caller holds mu or has not shared s yet.
+func (s *Store) addKey(r *storagev1.KeyRecord) {
+	e := &keyEntry{id: r.Id, account: s.accounts[r.AccountId]}
+	e.expire.Store(r.ExpireTime)
+	e.revoked.Store(r.RevokeTime != 0)
+	e.lastUsed.Store(r.LastUsedTime)
+	s.idx.add(authz.KeyHash(r.Hash), e)
+}
+
+// LookupKey answers from memory.
+func (s *Store) LookupKey(_ context.Context, h authz.KeyHash) (authz.Credential, bool, error) {
+	if s.closed.Load() {
+		return authz.Credential{}, false, errClosed
+	}
+	e := s.idx.get(h)
+	if e == nil {
+		return authz.Credential{}, false, nil
+	}
+	return e.credential(), true, nil
+}
+
+// MarkUsed records the use in memory; it is written by the next flush. A
+// time less than a second newer than the recorded one is ignored.
+func (s *Store) MarkUsed(h authz.KeyHash, t time.Time) {
+	if e := s.idx.get(h); e != nil {
+		s.idx.markUsed(e, t)
+	}
+}
+
+// Stats returns the number of accounts and keys, from memory.
+func (s *Store) Stats() Stats {
+	return Stats{Accounts: int(s.nAccts.Load()), Keys: int(s.idx.n.Load())}
+}
+
+// FlushLastUsed writes the last-used times recorded since the last flush,
+// in one transaction. On failure the times stay queued for the next flush.
+func (s *Store) FlushLastUsed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flushLocked()
+}
+
+func (s *Store) flushLocked() error {
+	es := s.idx.takeDirty()
+	if len(es) == 0 {
+		return nil
+	}
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		keys := tx.Bucket(bucketKeys)
+		for _, e := range es {
+			r, err := getKey(keys, e.id)
+			if err != nil {
+				return err
+			}
+			if t := e.lastUsed.Load(); t > r.LastUsedTime {
+				r.LastUsedTime = t
+				if err := put(keys, []byte(e.id), r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for _, e := range es {
+			s.idx.queue(e)
+		}
+		return fmt.Errorf("flush last-used times: %w", dbError(err))
+	}
+	return nil
+}
+
+func (s *Store) flushEvery(d time.Duration) {
+	defer close(s.flushDone)
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			// A failed flush keeps its times queued; the next one, or
+			// Close, retries and reports.
+			_ = s.FlushLastUsed()
+		}
+	}
+}
+
+// Close stops the background flush, writes pending last-used times and
+// closes the database. Later calls return the first call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.flushDone
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		flushErr := s.flushLocked()
+		s.closed.Store(true)
+		s.closeErr = errors.Join(flushErr, s.db.Close())
+	})
+	return s.closeErr
+}
+
+// update runs fn in a read-write transaction under mu and, once the
+// transaction has committed, runs the function fn returned (if any), which
+// updates memory.
+func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) (apply func(), err error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var apply func()
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		apply, err = fn(tx)
+		return err
+	})
+	if err != nil {
+		return dbError(err)
+	}
+	if apply != nil {
+		apply()
+	}
+	return nil
+}
+
+// view runs fn in a read-only transaction.
+func (s *Store) view(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return dbError(s.db.View(fn))
+}
+
+// dbError passes *authz.Error through and wraps anything else.
+func dbError(err error) error {
+	var e *authz.Error
+	switch {
+	case err == nil || errors.As(err, &e):
+		return err
+	case errors.Is(err, berrors.ErrDatabaseNotOpen):
+		return errClosed
+	}
+	return fmt.Errorf("bolt store: %w", err)
+}
+
+// clock returns the current time in Unix nanoseconds.
+func (s *Store) clock() int64 { return s.now().UnixNano() }
