@@ -38,6 +38,7 @@
 //	413 payload_too_large   body over 1 MiB
 //	500 internal            details are logged, never sent
 //	503 unavailable         the store cannot serve now
+//	504 deadline_exceeded   the request's deadline passed
 //
 // The authz error codes map to gRPC codes and HTTP statuses through one
 // table; conflict is codes.FailedPrecondition in gRPC.
@@ -46,7 +47,8 @@
 //
 // Both transports require "Bearer <token>" in the Authorization header
 // (gRPC: "authorization" metadata). Tokens are compared as SHA-256 digests
-// in constant time. An empty configured token authenticates nobody.
+// in constant time. An empty configured token authenticates nobody, and
+// neither does a token longer than authz.MaxAuthorizationLen allows.
 //
 // # Secrets
 //

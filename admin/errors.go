@@ -28,7 +28,7 @@ var errorClasses = []errorClass{
 	{string(authz.ENotFound), codes.NotFound, http.StatusNotFound},
 	{string(authz.EConflict), codes.FailedPrecondition, http.StatusConflict},
 	{string(authz.EUnavailable), codes.Unavailable, http.StatusServiceUnavailable},
-	{string(authz.EInternal), codes.Internal, http.StatusInternalServerError},
+	internalClass,
 	{codeUnauthenticated, codes.Unauthenticated, http.StatusUnauthorized},
 	{"deadline_exceeded", codes.DeadlineExceeded, http.StatusGatewayTimeout},
 	{"canceled", codes.Canceled, 499}, // nginx's "client closed request"; nobody is left to read it
@@ -36,8 +36,8 @@ var errorClasses = []errorClass{
 
 const codeUnauthenticated = "unauthenticated"
 
-// internalClass answers any gRPC code the table does not list.
-var internalClass = errorClasses[4]
+// internalClass also answers any code the table does not list.
+var internalClass = errorClass{string(authz.EInternal), codes.Internal, http.StatusInternalServerError}
 
 // classOfCode returns the class of an authz error code.
 func classOfCode(code authz.ErrorCode) errorClass {

@@ -78,13 +78,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // the verb after a trailing wildcard ("{account}:credit" is one segment) and
 // by method.
 func (h *handler) dispatch(group []*route) http.HandlerFunc {
-	param := group[0].param
-	hasVerb := param != nil && strings.HasSuffix(group[0].path, "}")
+	var wildcard string // the same for every route of the group
+	if p := group[0].param; p != nil {
+		wildcard = string(p.Name())
+	}
+	hasVerb := wildcard != "" && strings.HasSuffix(group[0].path, "}")
 	return func(w http.ResponseWriter, r *http.Request) {
-		var id, verb string
-		if param != nil {
-			id = r.PathValue(string(param.Name()))
-		}
+		id, verb := r.PathValue(wildcard), ""
 		if i := strings.LastIndexByte(id, ':'); hasVerb && i >= 0 {
 			id, verb = id[:i], id[i+1:]
 		}
