@@ -28,6 +28,7 @@ func TestClient(t *testing.T) {
 	if acct.Balance != 0 || acct.Status != "active" || acct.Name != "acme" {
 		t.Errorf("created %v", acct)
 	}
+	e.clock.advance(time.Millisecond) // ids sort by creation time to the millisecond
 	second, err := c.CreateAccount(ctx, &adminv1.CreateAccountRequest{Name: "globex", Balance: 5})
 	if err != nil {
 		t.Fatal(err)
