@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"testing"
@@ -16,6 +17,8 @@ import (
 )
 
 func TestErrorClasses(t *testing.T) {
+	defer slog.SetDefault(slog.Default())
+	slog.SetDefault(slog.New(slog.DiscardHandler)) // toStatus logs the internal errors below
 	seen := map[codes.Code]bool{}
 	for _, c := range errorClasses {
 		if seen[c.grpc] {
