@@ -111,7 +111,7 @@ func (k LedgerKind) String() string {
 
 // LedgerEntry records one change of an account's balance. Amount is always
 // positive; Kind gives its sign. An account's balance is the sum of its
-// ledger.
+// ledger; an account opened with a zero balance has no LedgerOpen entry.
 type LedgerEntry struct {
 	AccountID      string
 	Seq            uint64 // 1 for the first entry of an account, then one more each time
@@ -162,8 +162,9 @@ type Store interface {
 	// RevokeKey revokes a key; revoking a revoked key returns it unchanged.
 	RevokeKey(ctx context.Context, id string) (Key, error)
 	// RotateKey issues a replacement for an active key, with the same
-	// account and name, and makes the old key expire after grace (at once
-	// for zero). Revoked and expired keys cannot be rotated (EConflict).
+	// account and name and no expiry. The old key expires after grace, or is
+	// revoked at once when grace is zero. Revoked and expired keys cannot be
+	// rotated (EConflict).
 	RotateKey(ctx context.Context, id string, grace time.Duration, replacement NewKey) (old, created Key, err error)
 
 	Close() error

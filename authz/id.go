@@ -3,12 +3,14 @@ package authz
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"sync"
 	"time"
 )
 
 // Id prefixes. An id is its prefix followed by 26 characters of Crockford
-// base32: 48 bits of creation time in milliseconds, then 80 random bits, so
-// ids sort in creation order and lists page in that order.
+// base32: 48 bits of creation time in milliseconds, then 80 random bits. Ids
+// made by one process sort in creation order (within a millisecond the
+// random part counts up), so lists page in that order.
 const (
 	AccountIDPrefix = "acct_"
 	KeyIDPrefix     = "key_"
@@ -29,12 +31,28 @@ func ValidAccountID(s string) bool { return validID(AccountIDPrefix, s) }
 // ValidKeyID reports whether s is shaped like a key id.
 func ValidKeyID(s string) bool { return validID(KeyIDPrefix, s) }
 
+// lastID is the newest id made by this process, for monotonic ids.
+var lastID struct {
+	sync.Mutex
+	hi, lo uint64
+}
+
 func newID(prefix string, t time.Time) string {
-	var raw [16]byte // 128 bits, of which the top 2 are always zero
+	var raw [16]byte
 	binary.BigEndian.PutUint64(raw[0:8], uint64(t.UnixMilli())<<16)
 	rand.Read(raw[6:16])
 	hi := binary.BigEndian.Uint64(raw[0:8])
 	lo := binary.BigEndian.Uint64(raw[8:16])
+	lastID.Lock()
+	if hi>>16 == lastID.hi>>16 && (hi < lastID.hi || hi == lastID.hi && lo <= lastID.lo) {
+		// Same millisecond (or a clock step back): count up from the last id.
+		hi, lo = lastID.hi, lastID.lo+1
+		if lo == 0 {
+			hi++
+		}
+	}
+	lastID.hi, lastID.lo = hi, lo
+	lastID.Unlock()
 	b := make([]byte, len(prefix)+idBodyLen)
 	copy(b, prefix)
 	body := b[len(prefix):]

@@ -110,3 +110,14 @@ func TestIDs(t *testing.T) {
 		}
 	}
 }
+
+func TestIDsAreMonotonicWithinAMillisecond(t *testing.T) {
+	prev := authz.NewKeyID(testTime)
+	for range 10000 {
+		id := authz.NewKeyID(testTime)
+		if id <= prev || !authz.ValidKeyID(id) {
+			t.Fatalf("NewKeyID gave %q after %q", id, prev)
+		}
+		prev = id
+	}
+}
