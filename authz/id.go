@@ -45,7 +45,7 @@ func newID(prefix string, t time.Time) string {
 	lo := binary.BigEndian.Uint64(raw[8:16])
 	lastID.Lock()
 	if hi>>16 == lastID.hi>>16 && (hi < lastID.hi || hi == lastID.hi && lo <= lastID.lo) {
-		// Same millisecond (or a clock step back): count up from the last id.
+		// Same millisecond: count up from the last id.
 		hi, lo = lastID.hi, lastID.lo+1
 		if lo == 0 {
 			hi++
