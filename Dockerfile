@@ -1,0 +1,21 @@
+# keygate: build a static binary, run it on distroless as nonroot.
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/keygate ./cmd/keygate \
+ && mkdir -p /out/data
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/keygate /keygate
+# The database (and the generated admin token beside it) live on a volume.
+COPY --from=build --chown=nonroot:nonroot /out/data /data
+VOLUME /data
+ENV KEYGATE_DB=/data/keygate.db \
+    KEYGATE_GRPC_ADDR=:9191 \
+    KEYGATE_ADMIN_ADDR=:9192
+EXPOSE 9191 9192
+USER nonroot:nonroot
+ENTRYPOINT ["/keygate"]
+CMD ["serve"]

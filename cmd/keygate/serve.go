@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/envoy"
+	adminv1 "github.com/keygate/keygate/proto/keygate/admin/v1"
+	"github.com/keygate/keygate/store/bolt"
+)
+
+// Config is everything "keygate serve" can be told.
+type Config struct {
+	DBPath          string
+	GRPCAddr        string
+	AdminAddr       string
+	AdminToken      string // from KEYGATE_ADMIN_TOKEN; empty means use TokenFile
+	TokenFile       string // empty means DBPath + ".admin-token"
+	FlushInterval   time.Duration
+	ShutdownTimeout time.Duration
+}
+
+func runServe(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("serve", "keygate serve [flags]\n\nRuns Envoy's ext_authz Check service (gRPC) and the admin API (HTTP and gRPC)\non an embedded bbolt database. Stops cleanly on SIGTERM or SIGINT.", stderr)
+	var c Config
+	fs.StringVar(&c.DBPath, "db", envOr("KEYGATE_DB", "keygate.db"), "bbolt database `file`, created if missing (env KEYGATE_DB)")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", envOr("KEYGATE_GRPC_ADDR", ":9191"), "`address` of the Check service, gRPC health and reflection (env KEYGATE_GRPC_ADDR)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", envOr("KEYGATE_ADMIN_ADDR", "127.0.0.1:9192"), "`address` of the admin API, /healthz, /readyz and /metrics (env KEYGATE_ADMIN_ADDR)")
+	fs.StringVar(&c.TokenFile, "admin-token-file", envOr("KEYGATE_ADMIN_TOKEN_FILE", ""), "`file` holding the admin token, generated if missing (default <db>.admin-token; env KEYGATE_ADMIN_TOKEN_FILE; KEYGATE_ADMIN_TOKEN takes precedence)")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", 10*time.Second, "how often keys' last-used times are written to the database")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on shutdown")
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	c.AdminToken = envOr("KEYGATE_ADMIN_TOKEN", "")
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+
+	m, err := Open(c, log)
+	if err != nil {
+		return err
+	}
+	return m.Run(ctx)
+}
+
+// Main is a running keygate server: its store, listeners and servers. Tests
+// use it to run keygate in-process.
+type Main struct {
+	cfg   Config
+	log   *slog.Logger
+	store *bolt.Store
+
+	grpcLis, adminLis net.Listener
+	grpcSrv           *grpc.Server
+	adminSrv          *http.Server
+	adminGRPC         *grpc.Server
+	health            *health.Server
+	ready             atomic.Bool
+}
+
+// Open opens the store, loads or creates the admin token and binds both
+// listeners. Nothing is served until Run.
+func Open(c Config, log *slog.Logger) (_ *Main, err error) {
+	m := &Main{cfg: c, log: log}
+	defer func() {
+		if err != nil {
+			m.closeListeners()
+			if m.store != nil {
+				m.store.Close()
+			}
+		}
+	}()
+	m.store, err = bolt.Open(c.DBPath, bolt.Options{FlushInterval: c.FlushInterval})
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	token := c.AdminToken
+	if token == "" {
+		path := c.TokenFile
+		if path == "" {
+			path = c.DBPath + ".admin-token"
+		}
+		var created bool
+		token, created, err = loadOrCreateToken(path)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			log.Info("generated a new admin token; the CLI on this host reads it from there", "file", path)
+		} else {
+			log.Info("admin token loaded", "file", path)
+		}
+	}
+	if m.grpcLis, err = net.Listen("tcp", c.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("check service: %w", err)
+	}
+	if m.adminLis, err = net.Listen("tcp", c.AdminAddr); err != nil {
+		return nil, fmt.Errorf("admin API: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerStoreGauges(reg, m.store)
+
+	m.grpcSrv = grpc.NewServer()
+	authv3.RegisterAuthorizationServer(m.grpcSrv, envoy.NewServer(authz.NewAuthorizer(m.store, nil), reg))
+	m.health = health.NewServer()
+	m.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	m.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(m.grpcSrv, m.health)
+	reflection.Register(m.grpcSrv)
+
+	svc := admin.NewService(m.store, nil)
+	m.adminGRPC = grpc.NewServer(grpc.UnaryInterceptor(admin.UnaryAuthInterceptor(token)))
+	adminv1.RegisterAdminServer(m.adminGRPC, svc)
+	m.adminSrv = &http.Server{
+		Handler:           m.adminHandler(admin.NewHandler(svc, token), reg),
+		ReadHeaderTimeout: 10 * time.Second,
+		Protocols:         new(http.Protocols),
+	}
+	m.adminSrv.Protocols.SetHTTP1(true)
+	m.adminSrv.Protocols.SetUnencryptedHTTP2(true) // for admin gRPC clients
+	return m, nil
+}
+
+// adminHandler routes the admin listener: gRPC, the unauthenticated probes
+// and metrics, and the authenticated JSON API.
+func (m *Main) adminHandler(api http.Handler, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !m.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/v1/", api)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			m.adminGRPC.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// GRPCAddr and AdminAddr are the bound addresses, useful with port 0.
+func (m *Main) GRPCAddr() string  { return m.grpcLis.Addr().String() }
+func (m *Main) AdminAddr() string { return m.adminLis.Addr().String() }
+
+// Run serves until ctx is done, then shuts down gracefully: it stops taking
+// new requests, lets in-flight ones finish (up to ShutdownTimeout), flushes
+// last-used times and closes the database.
+func (m *Main) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- m.grpcSrv.Serve(m.grpcLis) }()
+	go func() { errc <- m.adminSrv.Serve(m.adminLis) }()
+	m.health.Resume()
+	m.ready.Store(true)
+	m.log.Info("keygate serving", "check", m.GRPCAddr(), "admin", m.AdminAddr(), "db", m.cfg.DBPath)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("serve: %w", err)
+	}
+	m.log.Info("shutting down")
+	m.ready.Store(false)
+	m.health.Shutdown()
+	if shutErr := m.shutdown(); err == nil {
+		err = shutErr
+	}
+	if err != nil {
+		m.log.Error("stopped with an error", "err", err)
+	} else {
+		m.log.Info("stopped")
+	}
+	return err
+}
+
+func (m *Main) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.ShutdownTimeout)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() {
+		m.grpcSrv.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		m.grpcSrv.Stop()
+	}
+	httpErr := m.adminSrv.Shutdown(ctx)
+	m.adminGRPC.Stop()
+	if errors.Is(httpErr, context.DeadlineExceeded) {
+		m.adminSrv.Close()
+		httpErr = nil
+	}
+	return errors.Join(httpErr, m.store.Close())
+}
+
+func (m *Main) closeListeners() {
+	for _, l := range []net.Listener{m.grpcLis, m.adminLis} {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
+// registerStoreGauges exports the store's sizes.
+func registerStoreGauges(reg prometheus.Registerer, s *bolt.Store) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "keygate_store_accounts", Help: "Accounts in the store.",
+		}, func() float64 { return float64(s.Stats().Accounts) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "keygate_store_keys", Help: "Keys in the store, of every state.",
+		}, func() float64 { return float64(s.Stats().Keys) }),
+	)
+}
