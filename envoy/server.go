@@ -16,24 +16,24 @@ import (
 // Server implements authv3.AuthorizationServer over an authz.Authorizer. It
 // is safe for concurrent use.
 type Server struct {
-	authz    *authz.Authorizer
-	outcomes []outcome // indexed by authz.Reason
-	errors   prometheus.Counter
-	duration prometheus.Histogram
+	authorizer *authz.Authorizer
+	outcomes   []outcome // indexed by authz.Reason
+	errors     prometheus.Counter
+	duration   prometheus.Histogram
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
 
 // NewServer returns a Server that decides with a and registers its metrics on
-// reg; a nil reg records no metrics. It panics if the metrics are already
-// registered on reg.
+// reg; with a nil reg they are kept but not exported. It panics if the
+// metrics are already registered on reg.
 func NewServer(a *authz.Authorizer, reg prometheus.Registerer) *Server {
 	m := newMetrics(reg)
 	s := &Server{
-		authz:    a,
-		outcomes: make([]outcome, len(authz.Reasons())),
-		errors:   m.errors,
-		duration: m.duration,
+		authorizer: a,
+		outcomes:   make([]outcome, len(authz.Reasons())),
+		errors:     m.errors,
+		duration:   m.duration,
 	}
 	for _, r := range authz.Reasons() {
 		s.outcomes[r] = newOutcome(r, m.checks(r))
@@ -55,7 +55,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 }
 
 func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	d, err := s.authz.Authorize(ctx, RequestFromCheck(req))
+	d, err := s.authorizer.Authorize(ctx, RequestFromCheck(req))
 	if err != nil {
 		s.errors.Inc()
 		return nil, status.Error(codes.Unavailable, "keygate: the key store could not answer")
