@@ -78,7 +78,7 @@ func (s *Store) Accounts(ctx context.Context, page authz.Page) ([]authz.Account,
 	}
 	var as []authz.Account
 	var more bool
-	err = s.view(ctx, func(tx *bbolt.Tx) error {
+	err = s.view(ctx, func(tx *bbolt.Tx) (err error) {
 		more, err = scan(tx.Bucket(bucketAccounts), nil, after, size, func(_, v []byte) error {
 			r, err := decode[storagev1.AccountRecord](v)
 			if err != nil {
@@ -167,9 +167,12 @@ func replay(tx *bbolt.Tx, c authz.BalanceChange) (*storagev1.LedgerRecord, error
 	if seq == nil {
 		return nil, nil
 	}
-	v := tx.Bucket(bucketLedger).Get(append([]byte(c.AccountID), seq...))
+	var v []byte
+	if n, ok := parseBEUint64(seq); ok {
+		v = tx.Bucket(bucketLedger).Get(ledgerKey(c.AccountID, n))
+	}
 	if v == nil {
-		return nil, fmt.Errorf("corrupt: idempotency key %q of account %s names a missing ledger entry", c.IdempotencyKey, c.AccountID)
+		return nil, fmt.Errorf("corrupt: idempotency key %q of account %s names no ledger entry", c.IdempotencyKey, c.AccountID)
 	}
 	r, err := decode[storagev1.LedgerRecord](v)
 	if err != nil {
@@ -213,7 +216,7 @@ func appendLedger(tx *bbolt.Tx, r *storagev1.AccountRecord, c authz.BalanceChang
 	if c.IdempotencyKey == "" {
 		return e, nil
 	}
-	return e, tx.Bucket(bucketIdempotency).Put(idempotencyKey(r.Id, c.IdempotencyKey), seqBytes(e.Seq))
+	return e, tx.Bucket(bucketIdempotency).Put(idempotencyKey(r.Id, c.IdempotencyKey), beUint64(e.Seq))
 }
 
 // Ledger lists an account's entries, oldest first. The page token is the
@@ -236,7 +239,7 @@ func (s *Store) Ledger(ctx context.Context, accountID string, page authz.Page) (
 	}
 	var es []authz.LedgerEntry
 	var more bool
-	err = s.view(ctx, func(tx *bbolt.Tx) error {
+	err = s.view(ctx, func(tx *bbolt.Tx) (err error) {
 		if _, err := getAccount(tx.Bucket(bucketAccounts), accountID); err != nil {
 			return err
 		}

@@ -33,11 +33,18 @@ order.
     previous page.
   - RotateKey uses the replacement's ExpireTime when it is set. A key that has
     already been rotated cannot be rotated again (EConflict).
+  - Times must lie between 1970 and 2262 (Unix nanoseconds in an int64): a
+    later expiry, or a grace period reaching past it, is EInvalid.
+  - Methods look at their context only before they start: a bbolt
+    transaction cannot be interrupted. A closed Store answers EUnavailable.
 
 # Caveats
 
 One process per file: Open takes an exclusive flock on the file and fails
 with ErrLocked when another process (or another Store in this one) holds it.
+Open refuses, without changing it, a file that is not a bbolt database, is
+corrupt, holds buckets of another program, or has a newer schema version; an
+empty bbolt file is made a keygate database.
 Every write is its own transaction with an fsync, so write throughput is
 bounded by the disk's sync latency; reads of keys never touch the disk. The
 index holds every key in memory (roughly 200 bytes a key). Last-used times

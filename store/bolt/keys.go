@@ -69,7 +69,7 @@ func (s *Store) Keys(ctx context.Context, accountID string, page authz.Page) ([]
 	}
 	var ks []authz.Key
 	var more bool
-	err = s.view(ctx, func(tx *bbolt.Tx) error {
+	err = s.view(ctx, func(tx *bbolt.Tx) (err error) {
 		if _, err := getAccount(tx.Bucket(bucketAccounts), accountID); err != nil {
 			return err
 		}

@@ -131,7 +131,17 @@ func put(b *bbolt.Bucket, key []byte, r proto.Message) error {
 	return b.Put(key, v)
 }
 
-func seqBytes(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+// beUint64 encodes ledger seqs and the schema version.
+func beUint64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+// parseBEUint64 is the inverse of beUint64; it reports whether b has the
+// right length.
+func parseBEUint64(b []byte) (uint64, bool) {
+	if len(b) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b), true
+}
 
 func ledgerKey(accountID string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte(accountID), seq)

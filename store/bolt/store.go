@@ -2,9 +2,9 @@ package bolt
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,10 +59,10 @@ type Store struct {
 	idx *index
 
 	// mu serializes mutations, so that the index is updated in commit order.
-	mu       sync.Mutex
-	accounts map[string]*accountEntry // guarded by mu
-	nAccts   atomic.Int64
-	closed   atomic.Bool
+	mu        sync.Mutex
+	accounts  map[string]*accountEntry // guarded by mu
+	nAccounts atomic.Int64
+	closed    atomic.Bool
 
 	stop      chan struct{} // closed by Close to stop the flusher
 	flushDone chan struct{} // closed when the flusher has stopped
@@ -74,8 +74,8 @@ var _ authz.Store = (*Store)(nil)
 
 // Open opens the database at path, creating it (mode 0600) if it does not
 // exist, and loads every account and key into memory. It refuses a file
-// that is not a bbolt database, is not a keygate database, or was written
-// by a newer keygate.
+// that is not a bbolt database, is corrupt, is not a keygate database, or
+// was written by a newer keygate, and changes nothing in it.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -86,14 +86,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = time.Second
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.LockTimeout})
-	switch {
-	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("database %s is %w (waited %s for its lock): %w", path, ErrLocked, opts.LockTimeout, err)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
-		return nil, fmt.Errorf("database %s is not a bbolt database or is corrupt: %w", path, err)
-	case err != nil:
-		return nil, fmt.Errorf("open database %s: %w", path, err)
+	db, err := openBolt(path, opts.LockTimeout)
+	if err != nil {
+		return nil, openError(path, opts.LockTimeout, err)
 	}
 	s := &Store{
 		db:        db,
@@ -103,16 +98,52 @@ func Open(path string, opts Options) (*Store, error) {
 		stop:      make(chan struct{}),
 		flushDone: make(chan struct{}),
 	}
-	if err := db.Update(initSchema); err != nil {
+	if err := s.prepare(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("database %s: %w", path, err)
-	}
-	if err := db.View(s.load); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("database %s: %w", path, err)
+		return nil, openError(path, opts.LockTimeout, err)
 	}
 	go s.flushEvery(opts.FlushInterval)
 	return s, nil
+}
+
+// openError says what kept the database at path from opening.
+func openError(path string, lockTimeout time.Duration, err error) error {
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return fmt.Errorf("database %s is %w (waited %s for its lock): %w", path, ErrLocked, lockTimeout, err)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return fmt.Errorf("database %s is not a bbolt database or is corrupt: %w", path, err)
+	}
+	return fmt.Errorf("database %s: %w", path, err)
+}
+
+// openBolt opens a bbolt file. See recoverCorrupt.
+func openBolt(path string, lockTimeout time.Duration) (db *bbolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer recoverCorrupt(&err)
+	return bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout})
+}
+
+// prepare checks or creates the schema and loads the index. See
+// recoverCorrupt.
+func (s *Store) prepare() (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer recoverCorrupt(&err)
+	if err := s.db.Update(initSchema); err != nil {
+		return err
+	}
+	return s.db.View(s.load)
+}
+
+// recoverCorrupt turns into an error the panic, or the fault on a page past
+// the end of the file (made a panic by debug.SetPanicOnFault), with which
+// bbolt meets some corrupt or truncated files, so that Open can say what is
+// wrong instead of crashing. After a panic in bbolt.Open the file stays
+// open, and locked, until the process exits.
+func recoverCorrupt(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w (bbolt: %v)", berrors.ErrInvalid, r)
+	}
 }
 
 // initSchema creates the buckets of an empty database, or checks those of
@@ -128,13 +159,14 @@ func initSchema(tx *bbolt.Tx) error {
 				return err
 			}
 		}
-		return tx.Bucket(bucketMeta).Put(metaVersion, binary.BigEndian.AppendUint64(nil, schemaVersion))
+		return tx.Bucket(bucketMeta).Put(metaVersion, beUint64(schemaVersion))
 	}
 	v := meta.Get(metaVersion)
-	if len(v) != 8 {
+	version, ok := parseBEUint64(v)
+	if !ok {
 		return fmt.Errorf("corrupt: the schema version is %d bytes long, want 8", len(v))
 	}
-	switch version := binary.BigEndian.Uint64(v); {
+	switch {
 	case version > schemaVersion:
 		return fmt.Errorf("schema version %d is newer than this keygate supports (%d): upgrade keygate", version, schemaVersion)
 	case version < 1:
@@ -185,7 +217,7 @@ func (s *Store) addAccount(r *storagev1.AccountRecord) {
 	a.balance.Store(r.Balance)
 	a.disabled.Store(r.Disabled)
 	s.accounts[r.Id] = a
-	s.nAccts.Add(1)
+	s.nAccounts.Add(1)
 }
 
 // addKey puts a key in memory. The caller holds mu or has not shared s yet.
@@ -219,7 +251,7 @@ func (s *Store) MarkUsed(h authz.KeyHash, t time.Time) {
 
 // Stats returns the number of accounts and keys, from memory.
 func (s *Store) Stats() Stats {
-	return Stats{Accounts: int(s.nAccts.Load()), Keys: int(s.idx.n.Load())}
+	return Stats{Accounts: int(s.nAccounts.Load()), Keys: int(s.idx.n.Load())}
 }
 
 // FlushLastUsed writes the last-used times recorded since the last flush,
@@ -230,6 +262,7 @@ func (s *Store) FlushLastUsed() error {
 	return s.flushLocked()
 }
 
+// flushLocked is FlushLastUsed with mu held.
 func (s *Store) flushLocked() error {
 	es := s.idx.takeDirty()
 	if len(es) == 0 {
@@ -334,6 +367,3 @@ func dbError(err error) error {
 	}
 	return fmt.Errorf("bolt store: %w", err)
 }
-
-// clock returns the current time in Unix nanoseconds.
-func (s *Store) clock() int64 { return s.now().UnixNano() }

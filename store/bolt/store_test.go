@@ -255,6 +255,10 @@ func TestRefusedFiles(t *testing.T) {
 				return b.Put([]byte("w1"), []byte("blue"))
 			})
 		}, `not a keygate database: it has a bucket "widgets" but no "meta" bucket`},
+		{"truncated", func(t *testing.T, path string) {
+			create(t, path)
+			noErr(t, os.Truncate(path, 12<<10))
+		}, "is not a bbolt database or is corrupt"},
 		{"newer schema", version(binary.BigEndian.AppendUint64(nil, 2)), "schema version 2 is newer than this keygate supports (1)"},
 		{"bad schema version", version([]byte{1}), "corrupt: the schema version is 1 bytes long"},
 		{"missing bucket", func(t *testing.T, path string) {

@@ -17,13 +17,12 @@ import (
 // Start is the time every test's Clock starts at.
 var Start = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
 
-// Opener returns a new, empty store whose clock is now. It must close the
-// store when t ends (t.Cleanup), and may be called from parallel tests.
-type Opener func(t *testing.T, now func() time.Time) authz.Store
-
-// Run runs the conformance suite against the stores open returns. Besides
-// the authz.Store contract it pins down the choices authz leaves to a
-// store, so that every store behaves alike:
+// Run runs the conformance suite against the stores open returns. Each
+// test calls open, from parallel tests, for a new, empty store whose clock
+// is now; open must close the store when t ends (t.Cleanup).
+//
+// Besides the authz.Store contract the suite pins down the choices authz
+// leaves to a store, so that every store behaves alike:
 //
 //   - An account opened with a positive balance has one LedgerOpen entry
 //     (seq 1); one opened at zero has an empty ledger.
@@ -31,7 +30,9 @@ type Opener func(t *testing.T, now func() time.Time) authz.Store
 //     EInvalid.
 //   - RotateKey gives the new key the replacement's ExpireTime, and refuses
 //     (EConflict) a key that was already rotated.
-func Run(t *testing.T, open Opener) {
+//   - Key and Keys show the newest time given to MarkUsed at once.
+//   - A list's last page has no next token, even when it is full.
+func Run(t *testing.T, open func(t *testing.T, now func() time.Time) authz.Store) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, e *env)
