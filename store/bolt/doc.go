@@ -11,8 +11,8 @@ transaction every Options.FlushInterval, by FlushLastUsed, and by Close.
 # Layout
 
 The file holds these buckets. Records are the protobuf messages of
-keygate.storage.v1; ids sort by creation time, so cursor order is creation
-order.
+keygate.storage.v1; ids sort by creation time (to the millisecond), so
+cursor order is creation order.
 
 	meta          "version" -> schema version, 8-byte big-endian (1)
 	accounts      account id -> AccountRecord
@@ -42,9 +42,10 @@ order.
 
 One process per file: Open takes an exclusive flock on the file and fails
 with ErrLocked when another process (or another Store in this one) holds it.
-Open refuses, without changing it, a file that is not a bbolt database, is
-corrupt, holds buckets of another program, or has a newer schema version; an
-empty bbolt file is made a keygate database.
+Open refuses a file that is not a bbolt database, is corrupt, holds buckets
+of another program, or has a newer schema version, and leaves its data
+alone; an empty bbolt file is made a keygate database.
+
 Every write is its own transaction with an fsync, so write throughput is
 bounded by the disk's sync latency; reads of keys never touch the disk. The
 index holds every key in memory (roughly 200 bytes a key). Last-used times

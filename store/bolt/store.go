@@ -75,7 +75,7 @@ var _ authz.Store = (*Store)(nil)
 // Open opens the database at path, creating it (mode 0600) if it does not
 // exist, and loads every account and key into memory. It refuses a file
 // that is not a bbolt database, is corrupt, is not a keygate database, or
-// was written by a newer keygate, and changes nothing in it.
+// was written by a newer keygate, and leaves its data alone.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -87,11 +87,6 @@ func storedKey(t *testing.T, s *Store, id string) *storagev1.KeyRecord {
 	return r
 }
 
-func newKey(accountID string) authz.NewKey {
-	secret := authz.NewSecret()
-	return authz.NewKey{AccountID: accountID, Name: "test", Hash: authz.HashSecret(secret), Hint: authz.SecretHint(secret)}
-}
-
 func noErr(tb testing.TB, err error) {
 	tb.Helper()
 	if err != nil {
@@ -108,7 +103,7 @@ func mkAccount(t *testing.T, s *Store, balance int64) authz.Account {
 
 func mkKey(t *testing.T, s *Store, accountID string) authz.Key {
 	t.Helper()
-	k, err := s.CreateKey(t.Context(), newKey(accountID))
+	k, err := s.CreateKey(t.Context(), storetest.NewKey(accountID))
 	noErr(t, err)
 	return k
 }
@@ -166,7 +161,7 @@ func TestReopen(t *testing.T) {
 	_, err := s.RevokeKey(ctx, revoked.ID)
 	noErr(t, err)
 	clock.Advance(time.Minute)
-	_, created, err := s.RotateKey(ctx, rotated.ID, time.Hour, newKey(""))
+	_, created, err := s.RotateKey(ctx, rotated.ID, time.Hour, storetest.NewKey(""))
 	noErr(t, err)
 	topUp := authz.BalanceChange{AccountID: a.ID, Kind: authz.LedgerCredit, Amount: 10, IdempotencyKey: "top-up"}
 	first, err := s.ChangeBalance(ctx, topUp)
@@ -345,13 +340,13 @@ func TestTimesOutOfRange(t *testing.T) {
 	ctx := t.Context()
 	s := openTest(t, filepath.Join(t.TempDir(), "keygate.db"), Options{})
 	a := mkAccount(t, s, 1)
-	nk := newKey(a.ID)
+	nk := storetest.NewKey(a.ID)
 	nk.ExpireTime = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
 	if _, err := s.CreateKey(ctx, nk); authz.Code(err) != authz.EInvalid {
 		t.Errorf("CreateKey expiring in 3000: %v, want invalid", err)
 	}
 	k := mkKey(t, s, a.ID)
-	if _, _, err := s.RotateKey(ctx, k.ID, 250*365*24*time.Hour, newKey(a.ID)); authz.Code(err) != authz.EInvalid {
+	if _, _, err := s.RotateKey(ctx, k.ID, 250*365*24*time.Hour, storetest.NewKey(a.ID)); authz.Code(err) != authz.EInvalid {
 		t.Errorf("RotateKey with a 250-year grace: %v, want invalid", err)
 	}
 }

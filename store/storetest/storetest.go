@@ -86,7 +86,7 @@ func (e *env) account(t *testing.T, balance int64) authz.Account {
 
 func (e *env) key(t *testing.T, accountID string) authz.Key {
 	t.Helper()
-	k, err := e.CreateKey(e.ctx, newKey(accountID))
+	k, err := e.CreateKey(e.ctx, NewKey(accountID))
 	if err != nil {
 		t.Fatalf("CreateKey: %v", err)
 	}
@@ -179,7 +179,8 @@ func collect[T any](t *testing.T, size int, list func(authz.Page) ([]T, string, 
 	}
 }
 
-func newKey(accountID string) authz.NewKey {
+// NewKey returns a NewKey for a fresh secret, named "ci".
+func NewKey(accountID string) authz.NewKey {
 	secret := authz.NewSecret()
 	return authz.NewKey{
 		AccountID: accountID,
@@ -292,7 +293,7 @@ func testAccountNotFound(t *testing.T, e *env) {
 		wantCode(t, "Ledger("+c.id+")", err, c.code)
 		_, _, err = e.Keys(e.ctx, c.id, authz.Page{})
 		wantCode(t, "Keys("+c.id+")", err, c.code)
-		_, err = e.CreateKey(e.ctx, newKey(c.id))
+		_, err = e.CreateKey(e.ctx, NewKey(c.id))
 		wantCode(t, "CreateKey("+c.id+")", err, c.code)
 		_, err = e.ChangeBalance(e.ctx, authz.BalanceChange{AccountID: c.id, Kind: authz.LedgerCredit, Amount: 1})
 		wantCode(t, "ChangeBalance("+c.id+")", err, c.code)
@@ -545,7 +546,7 @@ func testLedgerPages(t *testing.T, e *env) {
 
 func testCreateKey(t *testing.T, e *env) {
 	a := e.account(t, 42)
-	nk := newKey(a.ID)
+	nk := NewKey(a.ID)
 	nk.Name = "production"
 	nk.ExpireTime = e.clock.Now().Add(24 * time.Hour)
 	k, err := e.CreateKey(e.ctx, nk)
@@ -583,7 +584,7 @@ func testCreateKeyInvalid(t *testing.T, e *env) {
 		{"hash of a key", func(k *authz.NewKey) { k.Hash = taken.Hash }, authz.EConflict},
 		{"hash of another account's key", func(k *authz.NewKey) { k.AccountID, k.Hash = b.ID, taken.Hash }, authz.EConflict},
 	} {
-		nk := newKey(a.ID)
+		nk := NewKey(a.ID)
 		c.edit(&nk)
 		_, err := e.CreateKey(e.ctx, nk)
 		wantCode(t, c.what, err, c.code)
@@ -596,7 +597,7 @@ func testCreateKeyInvalid(t *testing.T, e *env) {
 		wantCode(t, "Key("+c.id+")", err, c.code)
 		_, err = e.RevokeKey(e.ctx, c.id)
 		wantCode(t, "RevokeKey("+c.id+")", err, c.code)
-		_, _, err = e.RotateKey(e.ctx, c.id, 0, newKey(a.ID))
+		_, _, err = e.RotateKey(e.ctx, c.id, 0, NewKey(a.ID))
 		wantCode(t, "RotateKey("+c.id+")", err, c.code)
 	}
 	if ks, _, err := e.Keys(e.ctx, a.ID, authz.Page{}); err != nil || len(ks) != 1 {
@@ -661,7 +662,7 @@ func testRotateKeyWithGrace(t *testing.T, e *env) {
 	e.clock.Advance(time.Minute)
 	now := e.clock.Now()
 
-	repl := newKey("ignored")
+	repl := NewKey("ignored")
 	repl.Name = "ignored"
 	old, created, err := e.RotateKey(e.ctx, k.ID, time.Hour, repl)
 	if err != nil {
@@ -692,13 +693,13 @@ func testRotateKeyWithGrace(t *testing.T, e *env) {
 
 	// An earlier expiry is kept; the replacement's expiry is used.
 	soon := e.clock.Now().Add(10 * time.Minute)
-	nk := newKey(a.ID)
+	nk := NewKey(a.ID)
 	nk.ExpireTime = soon
 	k2, err := e.CreateKey(e.ctx, nk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	repl = newKey(a.ID)
+	repl = NewKey(a.ID)
 	repl.ExpireTime = e.clock.Now().Add(48 * time.Hour)
 	old, created, err = e.RotateKey(e.ctx, k2.ID, time.Hour, repl)
 	if err != nil {
@@ -716,7 +717,7 @@ func testRotateKeyAtOnce(t *testing.T, e *env) {
 	a := e.account(t, 1)
 	k := e.key(t, a.ID)
 	e.clock.Advance(time.Minute)
-	repl := newKey(a.ID)
+	repl := NewKey(a.ID)
 	old, created, err := e.RotateKey(e.ctx, k.ID, 0, repl)
 	if err != nil {
 		t.Fatal(err)
@@ -730,7 +731,7 @@ func testRotateKeyAtOnce(t *testing.T, e *env) {
 	if c := e.lookup(t, repl.Hash); c.Revoked || c.KeyID != created.ID {
 		t.Errorf("new credential = %+v", c)
 	}
-	_, _, err = e.RotateKey(e.ctx, k.ID, 0, newKey(a.ID))
+	_, _, err = e.RotateKey(e.ctx, k.ID, 0, NewKey(a.ID))
 	wantCode(t, "rotating the rotated key", err, authz.EConflict)
 }
 
@@ -740,14 +741,14 @@ func testRotateKeyRefused(t *testing.T, e *env) {
 	if _, err := e.RevokeKey(e.ctx, revoked.ID); err != nil {
 		t.Fatal(err)
 	}
-	nk := newKey(a.ID)
+	nk := NewKey(a.ID)
 	nk.ExpireTime = e.clock.Now().Add(time.Minute)
 	expired, err := e.CreateKey(e.ctx, nk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	inGrace := e.key(t, a.ID)
-	if _, _, err := e.RotateKey(e.ctx, inGrace.ID, 24*time.Hour, newKey(a.ID)); err != nil {
+	if _, _, err := e.RotateKey(e.ctx, inGrace.ID, 24*time.Hour, NewKey(a.ID)); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(time.Minute)
@@ -764,13 +765,13 @@ func testRotateKeyRefused(t *testing.T, e *env) {
 		repl  authz.NewKey
 		code  authz.ErrorCode
 	}{
-		{"revoked", revoked.ID, 0, newKey(a.ID), authz.EConflict},
-		{"expired", expired.ID, time.Hour, newKey(a.ID), authz.EConflict},
-		{"already rotated", inGrace.ID, 0, newKey(a.ID), authz.EConflict},
-		{"negative grace", active.ID, -time.Second, newKey(a.ID), authz.EInvalid},
+		{"revoked", revoked.ID, 0, NewKey(a.ID), authz.EConflict},
+		{"expired", expired.ID, time.Hour, NewKey(a.ID), authz.EConflict},
+		{"already rotated", inGrace.ID, 0, NewKey(a.ID), authz.EConflict},
+		{"negative grace", active.ID, -time.Second, NewKey(a.ID), authz.EInvalid},
 		{"replacement without hash", active.ID, 0, authz.NewKey{Hint: "sk-kg-...abcd"}, authz.EInvalid},
 		{"replacement with a taken hash", active.ID, 0, authz.NewKey{Hash: revoked.Hash, Hint: "sk-kg-...abcd"}, authz.EConflict},
-		{"replacement expiring now", active.ID, 0, authz.NewKey{Hash: newKey("").Hash, Hint: "x", ExpireTime: e.clock.Now()}, authz.EInvalid},
+		{"replacement expiring now", active.ID, 0, authz.NewKey{Hash: NewKey("").Hash, Hint: "x", ExpireTime: e.clock.Now()}, authz.EInvalid},
 	} {
 		_, _, err := e.RotateKey(e.ctx, c.id, c.grace, c.repl)
 		wantCode(t, c.what, err, c.code)
@@ -788,7 +789,7 @@ func testRotateKeyRefused(t *testing.T, e *env) {
 
 func testKeyExpiry(t *testing.T, e *env) {
 	a := e.account(t, 1)
-	nk := newKey(a.ID)
+	nk := NewKey(a.ID)
 	nk.ExpireTime = e.clock.Now().Add(time.Hour)
 	k, err := e.CreateKey(e.ctx, nk)
 	if err != nil {
