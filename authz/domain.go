@@ -77,7 +77,7 @@ func (s KeyState) String() string {
 }
 
 // State returns the key's state at now.
-func (k *Key) State(now time.Time) KeyState {
+func (k Key) State(now time.Time) KeyState {
 	switch {
 	case !k.RevokeTime.IsZero():
 		return KeyRevoked
@@ -162,9 +162,9 @@ type Store interface {
 	// RevokeKey revokes a key; revoking a revoked key returns it unchanged.
 	RevokeKey(ctx context.Context, id string) (Key, error)
 	// RotateKey issues a replacement for an active key, with the same
-	// account and name and no expiry. The old key expires after grace, or is
-	// revoked at once when grace is zero. Revoked and expired keys cannot be
-	// rotated (EConflict).
+	// account and name and the replacement's expiry (none if zero). The old
+	// key expires after grace, or is revoked at once when grace is zero.
+	// Revoked, expired and already rotated keys cannot be rotated (EConflict).
 	RotateKey(ctx context.Context, id string, grace time.Duration, replacement NewKey) (old, created Key, err error)
 
 	Close() error
@@ -179,7 +179,8 @@ type BalanceChange struct {
 	KeyID          string // optional, debits only
 }
 
-// NewKey describes a key to create. For RotateKey only Hash and Hint are used.
+// NewKey describes a key to create. For RotateKey only Hash, Hint and
+// ExpireTime are used: the replacement keeps the old key's account and name.
 type NewKey struct {
 	AccountID  string
 	Name       string
