@@ -128,7 +128,7 @@ func (a *Authorizer) Authorize(ctx context.Context, req Request) (Decision, erro
 	if reason != ReasonAllowed {
 		return Decision{Reason: reason}, nil
 	}
-	if !ValidSecret(token) {
+	if !WellFormedToken(token) {
 		return Decision{Reason: ReasonMalformedKey}, nil
 	}
 	h := HashSecret(token)

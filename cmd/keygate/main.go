@@ -22,6 +22,7 @@ Usage:
   keygate serve [flags]              run the Check service and the admin API
   keygate account <command> [flags]  manage accounts and balances
   keygate key <command> [flags]      manage API keys
+  keygate import [flags] FILE        load accounts and keys from JSON Lines
   keygate help [command]             show help
 
 Run "keygate <command> --help" for the flags of a command.
@@ -48,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runAccount(ctx, rest, stdout, stderr)
 	case "key", "keys":
 		err = runKey(ctx, rest, stdout, stderr)
+	case "import":
+		err = runImport(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)

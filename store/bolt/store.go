@@ -117,11 +117,16 @@ func openError(path string, lockTimeout time.Duration, err error) error {
 	return fmt.Errorf("database %s: %w", path, err)
 }
 
+// initialMmapSize is the address space mapped at first, as etcd does: a
+// file that grows within it is never remapped, which would copy every node
+// of a large write transaction (such as an Import). It costs no memory.
+const initialMmapSize = 2 << 30
+
 // openBolt opens a bbolt file. See recoverCorrupt.
 func openBolt(path string, lockTimeout time.Duration) (db *bbolt.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(&err)
-	return bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout})
+	return bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, InitialMmapSize: initialMmapSize})
 }
 
 // prepare checks or creates the schema and loads the index. See

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/store/bolt"
+)
+
+const importSynopsis = `keygate import [flags] FILE
+
+Loads accounts and their keys from FILE (JSON Lines; "-" reads standard
+input) straight into the database, which no keygate serve may hold open.
+Each line is one account:
+
+  {"name": "Acme Corp", "balance": 1000, "disabled": false, "keys": [
+    {"name": "backend", "secret": "sk-kg-..."},
+    {"name": "legacy", "sha256": "<64 hex digits>", "hint": "sk-...wxyz", "expireTime": "2027-01-01T00:00:00Z"}]}
+
+A key is given either as its secret (keygate's own format, checksum
+included, or another gateway's key of 20 to 256 token characters, which
+keeps working as it is) or as the SHA-256 of its secret, in hex. Only the
+hash and a hint are stored. Every line is checked first, and bad ones are
+reported with their line numbers; then everything is imported in one
+transaction, or nothing is.`
+
+// maxReported bounds the bad lines an import lists.
+const maxReported = 20
+
+func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("import", importSynopsis, stderr)
+	db := fs.String("db", envOr("KEYGATE_DB", "keygate.db"), "bbolt database `file`, created if missing (env KEYGATE_DB)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, "FILE"); err != nil {
+		return err
+	}
+	in := io.Reader(os.Stdin)
+	if pos[0] != "-" {
+		f, err := os.Open(pos[0])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	start := time.Now()
+	accounts, lines, err := parseImport(in)
+	if err != nil {
+		return err
+	}
+	s, err := bolt.Open(*db, bolt.Options{})
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer s.Close()
+	if _, err := s.Import(ctx, accounts); err != nil {
+		if ie := (*bolt.ImportError)(nil); errors.As(err, &ie) {
+			bad := make([]string, len(ie.Accounts))
+			for i, a := range ie.Accounts {
+				bad[i] = fmt.Sprintf("line %d: %v", lines[a.Index], a.Err)
+			}
+			return badLines(bad)
+		}
+		return err
+	}
+	if err := s.Close(); err != nil {
+		return err
+	}
+	keys := 0
+	for _, a := range accounts {
+		keys += len(a.Keys)
+	}
+	took := time.Since(start)
+	fmt.Fprintf(stdout, "imported %d accounts and %d keys in %s (%.0f keys/s)\n",
+		len(accounts), keys, took.Round(time.Millisecond), float64(keys)/took.Seconds())
+	return nil
+}
+
+// importLine is one line of an import file.
+type importLine struct {
+	Name     string      `json:"name"`
+	Balance  int64       `json:"balance"`
+	Disabled bool        `json:"disabled"`
+	Keys     []importKey `json:"keys"`
+}
+
+type importKey struct {
+	Name       string    `json:"name"`
+	Secret     string    `json:"secret"`
+	SHA256     string    `json:"sha256"`
+	Hint       string    `json:"hint"`
+	ExpireTime time.Time `json:"expireTime"`
+}
+
+// parseImport reads every line of r and returns the accounts with the line
+// number of each, or an error listing the lines that are not valid JSON or
+// give a key badly. The store checks the rest (names, balances, expiry,
+// duplicate keys) and parseImport's caller maps its errors to lines.
+func parseImport(r io.Reader) ([]bolt.ImportAccount, []int, error) {
+	var (
+		accounts []bolt.ImportAccount
+		lines    []int
+		bad      []string
+	)
+	br := bufio.NewReaderSize(r, 1<<20)
+	for n := 1; ; n++ {
+		line, err := br.ReadBytes('\n')
+		if err != nil && err != io.EOF {
+			return nil, nil, err
+		}
+		if trimmed := bytes.TrimSpace(line); len(trimmed) > 0 {
+			a, lineErr := parseImportLine(trimmed)
+			if lineErr != nil {
+				bad = append(bad, fmt.Sprintf("line %d: %v", n, lineErr))
+			} else {
+				accounts = append(accounts, a)
+				lines = append(lines, n)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+	}
+	if bad != nil {
+		return nil, nil, badLines(bad)
+	}
+	if len(accounts) == 0 {
+		return nil, nil, errors.New("import: the file holds no accounts")
+	}
+	return accounts, lines, nil
+}
+
+func parseImportLine(line []byte) (bolt.ImportAccount, error) {
+	var l importLine
+	d := json.NewDecoder(bytes.NewReader(line))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&l); err != nil {
+		return bolt.ImportAccount{}, err
+	}
+	if d.More() {
+		return bolt.ImportAccount{}, errors.New("more than one JSON value on the line")
+	}
+	a := bolt.ImportAccount{Name: l.Name, Balance: l.Balance, Disabled: l.Disabled, Keys: make([]bolt.ImportKey, len(l.Keys))}
+	for i, k := range l.Keys {
+		ik := &a.Keys[i]
+		ik.Name, ik.ExpireTime, ik.Hint = k.Name, k.ExpireTime, k.Hint
+		switch {
+		case (k.Secret == "") == (k.SHA256 == ""):
+			return a, fmt.Errorf("key %d: give either secret or sha256", i)
+		case k.Secret != "":
+			if !authz.WellFormedToken(k.Secret) {
+				return a, fmt.Errorf("key %d: the secret is neither a keygate key with a correct checksum nor %d to %d token characters", i, authz.MinImportedSecretLen, authz.MaxImportedSecretLen)
+			}
+			ik.Hash = authz.HashSecret(k.Secret)
+			if ik.Hint == "" {
+				ik.Hint = secretHint(k.Secret)
+			}
+		default:
+			h, err := hex.DecodeString(k.SHA256)
+			if err != nil || len(h) != len(ik.Hash) {
+				return a, fmt.Errorf("key %d: sha256 must be 64 hex digits", i)
+			}
+			copy(ik.Hash[:], h)
+			if ik.Hint == "" {
+				ik.Hint = "sha256:" + strings.ToLower(k.SHA256[:8]) + "..."
+			}
+		}
+	}
+	return a, nil
+}
+
+// secretHint is authz.SecretHint for keygate's keys, and the first three and
+// last four characters of another gateway's.
+func secretHint(s string) string {
+	if strings.HasPrefix(s, authz.SecretPrefix) {
+		return authz.SecretHint(s)
+	}
+	return s[:3] + "..." + s[len(s)-4:]
+}
+
+// badLines is the error of an import with invalid lines.
+func badLines(bad []string) error {
+	msg := strings.Join(bad[:min(len(bad), maxReported)], "\n  ")
+	if len(bad) > maxReported {
+		msg += fmt.Sprintf("\n  ... and %d more", len(bad)-maxReported)
+	}
+	return fmt.Errorf("import: %d invalid line(s), nothing imported:\n  %s", len(bad), msg)
+}
