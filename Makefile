@@ -4,7 +4,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 BIN := $(CURDIR)/bin
 
-.PHONY: build test generate tools clean
+.PHONY: build test generate tools clean bench bench-build bench-smoke
 
 build:
 	go build -o $(BIN)/keygate ./cmd/keygate
@@ -23,6 +23,24 @@ generate: tools
 		--go_out=. --go_opt=module=github.com/keygate/keygate \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/keygate/keygate \
 		proto/keygate/admin/v1/admin.proto proto/keygate/storage/v1/records.proto
+
+# bench runs keygate, a do-nothing grpc-go server and OPA-Envoy side by side
+# (servers on CPU 0, the load generator on CPU 1) and rewrites
+# docs/benchmarks.md and its chart. It takes about 20 minutes.
+BENCH_FLAGS ?= -keys 1000,100000,1000000 -inflight 16,64
+bench: bench-build
+	taskset -c 1 go run ./bench/run -bin $(BIN) $(BENCH_FLAGS) -md docs/benchmarks.md -svg docs/benchmarks.svg
+
+# bench-smoke runs every server for a second on 1,000 keys and fails if any
+# answers wrongly; CI runs it so that the benchmark keeps working.
+bench-smoke: bench-build
+	taskset -c 1 go run ./bench/run -bin $(BIN) -smoke -work $(CURDIR)/bench/out/smoke
+
+# OPA-Envoy is built in its own module (bench/opa) so that its dependencies
+# stay out of ours.
+bench-build: build
+	go build -o $(BIN)/nop ./bench/nop
+	cd bench/opa && go build -o $(BIN)/opa-envoy github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin
 
 clean:
 	rm -rf $(BIN)

@@ -44,7 +44,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
-		err = runServe(ctx, rest, stderr)
+		err = withCPUProfile(func() error { return runServe(ctx, rest, stderr) })
 	case "account", "accounts":
 		err = runAccount(ctx, rest, stdout, stderr)
 	case "key", "keys":

@@ -1,0 +1,302 @@
+// Command run is keygate's load benchmark. It builds a set of keys, loads
+// them into keygate (with keygate import) and into OPA-Envoy (as a data
+// document), and measures each of them and a do-nothing grpc-go ext_authz
+// server with the closed-loop load generator of package load. Servers run
+// on CPU 0; run itself, the load generator, belongs on CPU 1 (make bench
+// starts it with taskset). Every figure is reported with its ratio to the
+// do-nothing server measured in the same run.
+//
+//	go run ./bench/run -bin bin -keys 1000,100000,1000000 -md docs/benchmarks.md
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/keygate/keygate/bench/load"
+)
+
+// serverCPU is where servers run; the load generator runs elsewhere.
+const serverCPU = "0"
+
+// Server names.
+const (
+	nopServer     = "nop"
+	keygateServer = "keygate"
+	opaServer     = "opa-envoy"
+)
+
+type options struct {
+	bin, work, md, svg string
+	keys, inflight     []int
+	servers            []string
+	warmup, window     time.Duration
+	requests           int
+	smoke, profile     bool
+	readyTimeout       time.Duration
+	opaDir             string
+}
+
+// row is one measurement.
+type row struct {
+	Server   string `json:"server"`
+	Keys     int    `json:"keys"`
+	InFlight int    `json:"in_flight"`
+	load.Result
+	StartupSeconds float64 `json:"startup_seconds"`
+	IdleRSS        int64   `json:"idle_rss_bytes"` // after start-up, before load
+}
+
+// report is a whole run.
+type report struct {
+	Date        time.Time      `json:"date"`
+	Machine     string         `json:"machine"`
+	Command     string         `json:"command"`
+	Warmup      string         `json:"warmup"`
+	Window      string         `json:"window"`
+	Rows        []row          `json:"rows"`
+	ImportRates map[int]string `json:"import"` // keys -> keygate import's own summary
+}
+
+func main() {
+	var o options
+	var keys, inflight, servers string
+	flag.StringVar(&o.bin, "bin", "bin", "`dir` holding keygate, nop and opa-envoy")
+	flag.StringVar(&o.work, "work", "bench/out", "`dir` for data sets, databases, logs and results.json")
+	flag.StringVar(&o.md, "md", "", "markdown `file` whose results section to rewrite (docs/benchmarks.md); empty: none")
+	flag.StringVar(&o.svg, "svg", "", "chart `file` to write (docs/benchmarks.svg); empty: none")
+	flag.StringVar(&keys, "keys", "1000,100000,1000000", "comma-separated key counts")
+	flag.StringVar(&inflight, "inflight", "16,64", "comma-separated numbers of Checks in flight")
+	flag.StringVar(&servers, "servers", nopServer+","+keygateServer+","+opaServer, "comma-separated servers to measure")
+	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "warm-up before each window")
+	flag.DurationVar(&o.window, "window", 10*time.Second, "measuring window")
+	flag.IntVar(&o.requests, "requests", 1000, "distinct pre-encoded requests")
+	flag.DurationVar(&o.readyTimeout, "ready-timeout", 5*time.Minute, "how long a server may take to start")
+	flag.StringVar(&o.opaDir, "opa", "bench/opa", "`dir` holding policy.rego")
+	flag.BoolVar(&o.profile, "profile", false, "write CPU profiles of keygate and the do-nothing server to the work dir (<server>-<keys>.pprof)")
+	flag.BoolVar(&o.smoke, "smoke", false, "a few seconds on small key counts, failing if any server answers wrongly (for CI)")
+	flag.Parse()
+	if o.smoke {
+		keys, inflight, o.warmup, o.window = "1000", "16", 300*time.Millisecond, time.Second
+	}
+	var err error
+	if o.keys, err = ints(keys); err == nil {
+		o.inflight, err = ints(inflight)
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	o.servers = strings.Split(servers, ",")
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("bad number %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func run(ctx context.Context, o options) error {
+	if err := os.MkdirAll(o.work, 0o755); err != nil {
+		return err
+	}
+	rep := report{
+		Date:        time.Now().UTC(),
+		Machine:     machine(),
+		Command:     strings.Join(os.Args, " "),
+		Warmup:      o.warmup.String(),
+		Window:      o.window.String(),
+		ImportRates: map[int]string{},
+	}
+	for _, n := range o.keys {
+		log.Printf("%d keys: generating", n)
+		ds, err := newDataSet(o.work, n, o.requests)
+		if err != nil {
+			return err
+		}
+		for _, name := range o.servers {
+			rows, err := measure(ctx, o, ds, name, &rep)
+			if err != nil {
+				return err
+			}
+			rep.Rows = append(rep.Rows, rows...)
+		}
+	}
+	b, _ := json.MarshalIndent(rep, "", "  ")
+	if err := os.WriteFile(filepath.Join(o.work, "results.json"), b, 0o644); err != nil {
+		return err
+	}
+	fmt.Print(table(rep))
+	if o.md != "" {
+		if err := writeMarkdown(o.md, rep); err != nil {
+			return err
+		}
+	}
+	if o.svg != "" {
+		if err := os.WriteFile(o.svg, []byte(chart(rep)), 0o644); err != nil {
+			return err
+		}
+	}
+	if o.smoke {
+		return checkSmoke(rep)
+	}
+	return nil
+}
+
+// measure starts one server on data set ds and runs every in-flight count.
+func measure(ctx context.Context, o options, ds *dataSet, name string, rep *report) ([]row, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(o.work, fmt.Sprintf("%s-%d.log", name, ds.keys))
+	var argv []string
+	switch name {
+	case nopServer:
+		bin, err := binary(o.bin, "nop")
+		if err != nil {
+			return nil, err
+		}
+		argv = []string{bin, "-addr", addr}
+		if o.profile {
+			argv = append(argv, "-cpuprofile", profilePath(o, name, ds.keys))
+		}
+	case keygateServer:
+		bin, err := binary(o.bin, "keygate")
+		if err != nil {
+			return nil, err
+		}
+		db := filepath.Join(o.work, fmt.Sprintf("keygate-%d.db", ds.keys))
+		if err := removeDB(db); err != nil {
+			return nil, err
+		}
+		out, err := exec.CommandContext(ctx, "taskset", "-c", serverCPU, bin, "import", "--db", db, ds.importFile).CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("keygate import: %w: %s", err, out)
+		}
+		rep.ImportRates[ds.keys] = strings.TrimSpace(string(out))
+		log.Printf("%d keys: %s", ds.keys, out)
+		admin, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		argv = []string{bin, "serve", "--db", db, "--grpc-addr", addr, "--admin-addr", admin, "--flush-interval", "1m"}
+	case opaServer:
+		bin, err := binary(o.bin, "opa-envoy")
+		if err != nil {
+			return nil, err
+		}
+		cfg := filepath.Join(o.work, "opa-config.json")
+		if err := opaConfig(cfg, addr); err != nil {
+			return nil, err
+		}
+		httpAddr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		argv = []string{bin, "run", "--server", "--addr", httpAddr, "--skip-version-check", "--log-level", "error",
+			"--config-file", cfg, filepath.Join(o.opaDir, "policy.rego"), ds.opaFile}
+	default:
+		return nil, fmt.Errorf("unknown server %q", name)
+	}
+
+	var env []string
+	if o.profile && name == keygateServer {
+		env = append(env, "KEYGATE_CPUPROFILE="+profilePath(o, name, ds.keys))
+	}
+	log.Printf("%d keys: starting %s", ds.keys, name)
+	s, err := startServer(ctx, name, addr, logPath, ds.probe, o.readyTimeout, env, argv...)
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
+	idle, err := load.RSS(s.pid())
+	if err != nil {
+		return nil, err
+	}
+	var rows []row
+	for _, n := range o.inflight {
+		r, err := load.Run(ctx, load.Config{
+			Conn: s.conn, Requests: ds.requests, InFlight: n,
+			Warmup: o.warmup, Window: o.window, ServerPID: s.pid(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s, %d keys, %d in flight: %w", name, ds.keys, n, err)
+		}
+		log.Printf("%d keys, %s, %d in flight: %.0f Checks/s, %.1f µs CPU/Check, p99 %.0f µs, %.0f%% allowed",
+			ds.keys, name, n, r.PerSecond, r.ServerCPU, r.P99, 100*float64(r.Allowed)/float64(r.Checks))
+		rows = append(rows, row{Server: name, Keys: ds.keys, InFlight: n, Result: r, StartupSeconds: s.startup.Seconds(), IdleRSS: idle})
+	}
+	return rows, nil
+}
+
+func profilePath(o options, server string, keys int) string {
+	p, _ := filepath.Abs(filepath.Join(o.work, fmt.Sprintf("%s-%d.pprof", server, keys)))
+	return p
+}
+
+func removeDB(path string) error {
+	for _, p := range []string{path, path + ".admin-token"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkSmoke fails unless every server answered as it should: the
+// do-nothing server allows everything, the others exactly the requests
+// with a stored key.
+func checkSmoke(rep report) error {
+	for _, r := range rep.Rows {
+		share := float64(r.Allowed) / float64(r.Checks)
+		want := validShare
+		if r.Server == nopServer {
+			want = 1
+		}
+		if share < want-0.02 || share > want+0.02 {
+			return fmt.Errorf("smoke: %s allowed %.1f%% of Checks, want %.0f%%", r.Server, 100*share, 100*want)
+		}
+	}
+	fmt.Printf("smoke: %d measurements, every server answered as expected\n", len(rep.Rows))
+	return nil
+}
+
+// machine describes the CPU, kernel and Go.
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	goVersion, _ := exec.Command("go", "env", "GOVERSION").Output()
+	return fmt.Sprintf("%s, %d CPUs, Linux %s, %s", model, numCPU(), strings.TrimSpace(string(kernel)), strings.TrimSpace(string(goVersion)))
+}
