@@ -26,10 +26,27 @@ type KeyIndex interface {
 	MarkUsed(h KeyHash, t time.Time)
 }
 
-// Request is the part of an HTTP request the decision needs.
+// Request is the part of an HTTP request the decision needs. The zero
+// value is a request without credentials on a route that sets nothing.
 type Request struct {
 	// Authorization is the value of the Authorization header, "" if absent.
 	Authorization string
+	// XAPIKey and APIKey are the values of the x-api-key and api-key
+	// headers, "" if absent. They count only on routes that accept them.
+	XAPIKey, APIKey string
+	// Route is what the request's route asks; see Route.
+	Route Route
+}
+
+// Credential returns the field that holds the value of s's header.
+func (r *Request) Credential(s Source) *string {
+	switch s {
+	case SourceXAPIKey:
+		return &r.XAPIKey
+	case SourceAPIKey:
+		return &r.APIKey
+	}
+	return &r.Authorization
 }
 
 // Reason explains a Decision. Its values are a bounded set, fit for metric
@@ -39,14 +56,16 @@ type Reason uint8
 // Reasons, in the order a check discovers them.
 const (
 	ReasonAllowed             Reason = iota // the key is good and the account may spend
-	ReasonNoCredential                      // no Authorization header, or an empty one
+	ReasonNoCredential                      // no credential header, or only empty ones
 	ReasonNotBearer                         // a scheme other than Bearer, or no scheme
+	ReasonConflictingKeys                   // two credential headers that carry different values
 	ReasonMalformedKey                      // a Bearer token that is not a well-formed key
 	ReasonUnknownKey                        // a well-formed key that is not stored
 	ReasonRevokedKey                        // the key was revoked
 	ReasonExpiredKey                        // the key's expiry has passed
 	ReasonAccountDisabled                   // the key is good, its account is disabled
 	ReasonInsufficientBalance               // the key is good, the balance is at or below zero
+	ReasonBadRoute                          // the route's settings do not parse (checked first)
 	numReasons
 )
 
@@ -69,6 +88,8 @@ var reasonNames = [numReasons]string{
 	ReasonExpiredKey:          "expired_key",
 	ReasonAccountDisabled:     "account_disabled",
 	ReasonInsufficientBalance: "insufficient_balance",
+	ReasonConflictingKeys:     "conflicting_keys",
+	ReasonBadRoute:            "bad_route",
 }
 
 func (r Reason) String() string {
@@ -96,6 +117,9 @@ type Decision struct {
 	Reason    Reason
 	KeyID     string
 	AccountID string
+	// Route is the request's route with every field set: its Sources are
+	// the headers to strip on allow, its Style that of the denial body.
+	Route Route
 }
 
 // Allowed reports whether the request may go on to the upstream.
@@ -108,8 +132,9 @@ const MaxAuthorizationLen = 1024
 // Authorizer decides requests against a KeyIndex. It is safe for concurrent
 // use.
 type Authorizer struct {
-	keys KeyIndex
-	now  func() time.Time
+	keys     KeyIndex
+	now      func() time.Time
+	defaults Route
 }
 
 // NewAuthorizer returns an Authorizer over keys. now is the clock; nil means
@@ -118,13 +143,33 @@ func NewAuthorizer(keys KeyIndex, now func() time.Time) *Authorizer {
 	if now == nil {
 		now = time.Now
 	}
-	return &Authorizer{keys: keys, now: now}
+	return &Authorizer{keys: keys, now: now, defaults: DefaultRoute}
+}
+
+// WithDefaults returns an Authorizer over the same index whose requests
+// take what their Route leaves unset from d, and what d leaves unset from
+// DefaultRoute.
+func (a *Authorizer) WithDefaults(d Route) *Authorizer {
+	b := *a
+	b.defaults = d.Or(DefaultRoute)
+	return &b
 }
 
 // Authorize decides req. It returns an error only when the index could not
 // answer; the caller must then fail closed.
 func (a *Authorizer) Authorize(ctx context.Context, req Request) (Decision, error) {
-	token, reason := BearerToken(req.Authorization)
+	route := req.Route.Or(a.defaults)
+	if route.Invalid {
+		return Decision{Reason: ReasonBadRoute, Route: route}, nil
+	}
+	token, reason := req.credential(route.Sources)
+	d, err := a.decide(ctx, token, reason)
+	d.Route = route
+	return d, err
+}
+
+// decide looks up the token that credential found, or passes on its reason.
+func (a *Authorizer) decide(ctx context.Context, token string, reason Reason) (Decision, error) {
 	if reason != ReasonAllowed {
 		return Decision{Reason: reason}, nil
 	}
@@ -155,6 +200,46 @@ func (a *Authorizer) Authorize(ctx context.Context, req Request) (Decision, erro
 		a.keys.MarkUsed(h, now)
 	}
 	return d, nil
+}
+
+// credential returns the token that the request's headers among sources
+// carry, or the Reason there is none. A request may carry its key in several
+// of them, but then they must agree: every value present (absent and empty
+// ones do not count) must yield the same token.
+func (r *Request) credential(sources Sources) (token string, reason Reason) {
+	reason = ReasonNoCredential
+	for _, s := range AllSources() {
+		if !sources.Has(s) {
+			continue
+		}
+		t, why := headerToken(s, *r.Credential(s))
+		switch {
+		case why == ReasonNoCredential:
+		case reason == ReasonNoCredential:
+			token, reason = t, why
+		case why != ReasonAllowed || reason != ReasonAllowed || t != token:
+			return "", ReasonConflictingKeys
+		}
+	}
+	return token, reason
+}
+
+// headerToken reads the token in the value v of s's header: a Bearer token
+// in Authorization, the whole trimmed value elsewhere.
+func headerToken(s Source, v string) (string, Reason) {
+	if s == SourceAuthorization {
+		return BearerToken(v)
+	}
+	if len(v) > MaxAuthorizationLen {
+		return "", ReasonMalformedKey
+	}
+	for v != "" && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	if v = trimTrailingSpace(v); v == "" {
+		return "", ReasonNoCredential
+	}
+	return v, ReasonAllowed
 }
 
 // BearerToken extracts the token of an "Authorization: Bearer <token>" value.

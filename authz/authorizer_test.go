@@ -88,7 +88,7 @@ func TestAuthorize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := authz.Decision{Reason: tc.want, KeyID: tc.key.ID, AccountID: tc.key.AccountID}
+			want := authz.Decision{Reason: tc.want, KeyID: tc.key.ID, AccountID: tc.key.AccountID, Route: authz.DefaultRoute}
 			if d != want {
 				t.Fatalf("Authorize(%q) = %+v, want %+v", tc.header, d, want)
 			}

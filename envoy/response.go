@@ -1,8 +1,6 @@
 package envoy
 
 import (
-	"encoding/json"
-
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -17,8 +15,8 @@ import (
 
 // Headers set on the upstream request of an allowed check.
 const (
-	HeaderAccountID = "x-account-id"
-	HeaderKeyID     = "x-key-id"
+	HeaderAccountID = authz.HeaderAccountID
+	HeaderKeyID     = authz.HeaderKeyID
 )
 
 // Fields of the dynamic metadata, which Envoy files under the
@@ -30,96 +28,108 @@ const (
 	MetadataKeyID     = "key_id"     // set when the key was found
 )
 
-// realm is the protection space named in WWW-Authenticate (RFC 7235).
-const realm = `Bearer realm="keygate"`
-
-var (
-	// noAppend is the deprecated HeaderValueOption.append set to false. Old
-	// Envoys read only this field, and new ones prefer it to append_action.
-	noAppend = wrapperspb.Bool(false)
-	// stripped are the request headers the upstream must not see.
-	stripped = []string{"authorization"}
-)
+// noAppend is the deprecated HeaderValueOption.append set to false. Old
+// Envoys read only this field, and new ones prefer it to append_action.
+var noAppend = wrapperspb.Bool(false)
 
 // outcome is what Check answers for one authz.Reason. NewServer builds it;
 // afterwards it is only read.
 type outcome struct {
 	checks   prometheus.Counter
-	status   *rpcstatus.Status
-	decision *structpb.Value // MetadataDecision
-	reason   *structpb.Value // MetadataReason
-	// denied is the HTTP reply of a denial; nil for ReasonAllowed.
-	denied *authv3.CheckResponse_DeniedResponse
-	// anonymous is the whole answer of a denial that found no key; nil for
+	status   *rpcstatus.Status // of an allow; denials take theirs from denial
+	decision *structpb.Value   // MetadataDecision
+	reason   *structpb.Value   // MetadataReason
+	// denials are the answers of a denial by authz.Style; empty for
 	// ReasonAllowed.
+	denials []denial
+}
+
+// denial is the answer to a denial with one reason on a route of one style,
+// built from authz.DenialFor.
+type denial struct {
+	status *rpcstatus.Status
+	denied *authv3.CheckResponse_DeniedResponse
+	// anonymous is the whole answer of a denial that found no key.
 	anonymous *authv3.CheckResponse
 }
 
 func newOutcome(r authz.Reason, checks prometheus.Counter) outcome {
 	o := outcome{
 		checks:   checks,
+		status:   &rpcstatus.Status{Code: int32(codes.OK)},
 		decision: structpb.NewStringValue(decisionOf(r)),
 		reason:   structpb.NewStringValue(r.String()),
 	}
 	if r == authz.ReasonAllowed {
-		o.status = &rpcstatus.Status{Code: int32(codes.OK)}
 		return o
 	}
-
-	e := apiErrorFor(r)
-	code, httpStatus := codes.PermissionDenied, typev3.StatusCode_Forbidden
-	headers := []*corev3.HeaderValueOption{newHeader("content-type", "application/json")}
-	if r.Unauthenticated() {
-		code, httpStatus = codes.Unauthenticated, typev3.StatusCode_Unauthorized
-		challenge := realm
-		if r.TokenPresented() {
-			challenge += `, error="invalid_token"` // RFC 6750 §3.1
-		}
-		headers = append(headers, newHeader("www-authenticate", challenge))
+	o.denials = make([]denial, len(authz.Styles())+1)
+	for _, s := range authz.Styles() {
+		o.denials[s] = o.newDenial(authz.DenialFor(r, s))
 	}
-	// A struct of strings always marshals; this runs once per Reason.
-	body, _ := json.Marshal(errorBody{Error: e})
+	return o
+}
 
-	o.status = &rpcstatus.Status{Code: int32(code), Message: e.Message}
-	o.denied = &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-		Status:  &typev3.HttpStatus{Code: httpStatus},
-		Headers: headers,
-		Body:    string(body),
-	}}
-	o.anonymous = &authv3.CheckResponse{
-		Status:       o.status,
-		HttpResponse: o.denied,
+func (o *outcome) newDenial(d *authz.Denial) denial {
+	headers := []*corev3.HeaderValueOption{newHeader("content-type", authz.ContentType)}
+	if d.Challenge != "" {
+		headers = append(headers, newHeader("www-authenticate", d.Challenge))
+	}
+	n := denial{
+		status: &rpcstatus.Status{Code: int32(grpcCode(d.Status)), Message: d.Message},
+		denied: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
+			Headers: headers,
+			Body:    d.Body,
+		}},
+	}
+	n.anonymous = &authv3.CheckResponse{
+		Status:       n.status,
+		HttpResponse: n.denied,
 		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
 			MetadataDecision: o.decision,
 			MetadataReason:   o.reason,
 		}},
 	}
-	return o
+	return n
+}
+
+// grpcCode is the gRPC status code of a denial with an HTTP status, for
+// tracing and for clients other than Envoy, which reads only the HTTP status.
+func grpcCode(httpStatus int) codes.Code {
+	switch httpStatus {
+	case 401:
+		return codes.Unauthenticated
+	case 403:
+		return codes.PermissionDenied
+	}
+	return codes.Internal
 }
 
 // respond answers decision d, which was decided with this outcome's reason.
 // A denial that found no key allocates nothing; an answer that names a key
 // allocates three times: one block for the messages, two for the metadata map.
 func (o *outcome) respond(d authz.Decision) *authv3.CheckResponse {
-	switch {
-	case d.Allowed():
+	if d.Allowed() {
 		return o.allow(d)
-	case d.KeyID == "" && d.AccountID == "":
-		return o.anonymous
+	}
+	n := &o.denials[d.Route.Style]
+	if d.KeyID == "" && d.AccountID == "" {
+		return n.anonymous
 	}
 	b := new(struct {
 		resp authv3.CheckResponse
 		md   metadata
 	})
-	b.resp.Status = o.status
-	b.resp.HttpResponse = o.denied
+	b.resp.Status = n.status
+	b.resp.HttpResponse = n.denied
 	b.resp.DynamicMetadata = b.md.fill(o, d)
 	return &b.resp
 }
 
 // allow builds an allow answer: the identity headers overwrite any copy the
-// client sent, and the Authorization header is removed so that the upstream
-// never sees the secret.
+// client sent, and the route's credential headers are removed so that the
+// upstream never sees the secret.
 func (o *outcome) allow(d authz.Decision) *authv3.CheckResponse {
 	b := new(struct {
 		resp    authv3.CheckResponse
@@ -133,7 +143,7 @@ func (o *outcome) allow(d authz.Decision) *authv3.CheckResponse {
 	b.headers[0] = setHeader(&b.options[0], &b.values[0], HeaderAccountID, d.AccountID)
 	b.headers[1] = setHeader(&b.options[1], &b.values[1], HeaderKeyID, d.KeyID)
 	b.http.Headers = b.headers[:]
-	b.http.HeadersToRemove = stripped
+	b.http.HeadersToRemove = d.Route.Sources.Headers()
 	b.ok.OkResponse = &b.http
 	b.resp.Status = o.status
 	b.resp.HttpResponse = &b.ok
@@ -178,59 +188,4 @@ func setHeader(o *corev3.HeaderValueOption, h *corev3.HeaderValue, key, value st
 	o.Append = noAppend
 	o.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 	return o
-}
-
-// errorBody is the JSON body of a denial, in the shape OpenAI clients parse.
-type errorBody struct {
-	Error apiError `json:"error"`
-}
-
-type apiError struct {
-	Message string  `json:"message"`
-	Type    string  `json:"type"`
-	Param   *string `json:"param"` // always null
-	Code    string  `json:"code"`
-}
-
-// apiErrorFor returns the error a caller sees for a denial with r. Every
-// reason that presented a Bearer token reads the same, so that a caller
-// cannot tell an unknown key from a revoked or expired one.
-func apiErrorFor(r authz.Reason) apiError {
-	switch {
-	case r == authz.ReasonNoCredential:
-		return apiError{
-			Message: "No API key was provided. Send your key in the Authorization header: \"Authorization: Bearer YOUR_API_KEY\".",
-			Type:    "invalid_request_error",
-			Code:    "invalid_api_key",
-		}
-	case r == authz.ReasonNotBearer:
-		return apiError{
-			Message: "The Authorization header does not use the Bearer scheme. Send your key as \"Authorization: Bearer YOUR_API_KEY\".",
-			Type:    "invalid_request_error",
-			Code:    "invalid_api_key",
-		}
-	case r.TokenPresented():
-		return apiError{
-			Message: "Incorrect API key provided. Check that the whole key was copied, or create a new one.",
-			Type:    "invalid_request_error",
-			Code:    "invalid_api_key",
-		}
-	case r == authz.ReasonInsufficientBalance:
-		return apiError{
-			Message: "Your account balance is exhausted. Top up your balance to continue making requests.",
-			Type:    "insufficient_quota",
-			Code:    "insufficient_balance",
-		}
-	case r == authz.ReasonAccountDisabled:
-		return apiError{
-			Message: "The account this API key belongs to is disabled.",
-			Type:    "permission_error",
-			Code:    "account_disabled",
-		}
-	}
-	return apiError{
-		Message: "This API key may not make this request.",
-		Type:    "permission_error",
-		Code:    "forbidden",
-	}
 }

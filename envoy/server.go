@@ -2,7 +2,6 @@ package envoy
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -66,33 +65,48 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 }
 
 // RequestFromCheck copies what the decision needs out of an Envoy
-// CheckRequest. It never panics: missing attributes read as a request
-// without an Authorization header.
+// CheckRequest: the credential headers (authorization, x-api-key, api-key)
+// and the route's settings from context_extensions (authz.RouteCredentials,
+// authz.RouteErrorStyle). It never panics: missing attributes read as a
+// request without credentials on a route that sets nothing.
 //
-// The header is looked up in attributes.request.http.headers (lower-case
+// Headers are looked up in attributes.request.http.headers (lower-case
 // keys) and in header_map, which Envoy fills instead when encode_raw_headers
-// is set. Several values are joined with "," as Envoy joins repeated headers,
-// so that they fail as one malformed value. A raw value longer than
-// authz.MaxAuthorizationLen is cut to one byte more than that limit: it is
-// rejected just the same, without copying the rest.
+// is set. Several values of one header are joined with "," as Envoy joins
+// repeated headers, so that they fail as one malformed value; joining stops
+// once the value is longer than authz.MaxAuthorizationLen. A raw value
+// longer than authz.MaxAuthorizationLen is cut to one byte more than that
+// limit: it is rejected just the same, without copying the rest.
 func RequestFromCheck(r *authv3.CheckRequest) authz.Request {
-	h := r.GetAttributes().GetRequest().GetHttp()
-	v, found := h.GetHeaders()["authorization"]
+	attrs := r.GetAttributes()
+	h := attrs.GetRequest().GetHttp()
+	var req authz.Request
+	var found [3]bool // by authz.Source
+	for _, s := range authz.AllSources() {
+		*req.Credential(s), found[s] = h.GetHeaders()[s.Header()]
+	}
 	for _, hv := range h.GetHeaderMap().GetHeaders() {
-		if !strings.EqualFold(hv.GetKey(), "authorization") {
+		s, ok := authz.SourceOf(hv.GetKey())
+		if !ok {
 			continue
+		}
+		v := req.Credential(s)
+		if found[s] && len(*v) > authz.MaxAuthorizationLen {
+			continue // already rejected; joining more would cost quadratic time
 		}
 		hval := hv.GetValue()
 		if raw := hv.GetRawValue(); len(raw) > 0 {
 			hval = rawString(raw)
 		}
-		if found {
-			v += "," + hval
+		if found[s] {
+			*v += "," + hval
 		} else {
-			v, found = hval, true
+			*v, found[s] = hval, true
 		}
 	}
-	return authz.Request{Authorization: v}
+	ext := attrs.GetContextExtensions()
+	req.Route = authz.ParseRoute(ext[authz.RouteCredentials], ext[authz.RouteErrorStyle])
+	return req
 }
 
 func rawString(b []byte) string {
