@@ -1,0 +1,80 @@
+package etcd
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// usedPerTxn is how many last-used times one transaction writes, within
+// etcd's default limit of 128 operations.
+const usedPerTxn = 100
+
+// FlushLastUsed writes the last-used times recorded since the last flush.
+// Each is written only if it is newer than the stored one, so replicas
+// never move a time back. On failure the times are tried again next time.
+func (s *Store) FlushLastUsed(ctx context.Context) error {
+	return s.call(ctx, s.flush)
+}
+
+// flush is FlushLastUsed without the closed check, for Close.
+func (s *Store) flush(ctx context.Context) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	var batch []*key
+	var times []int64
+	for i := range s.idx.shards {
+		sh := &s.idx.shards[i]
+		sh.mu.RLock()
+		for _, k := range sh.m {
+			if t := k.lastUsed.Load(); t > k.flushed {
+				batch = append(batch, k)
+				times = append(times, t)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	for start := 0; start < len(batch); start += usedPerTxn {
+		end := min(start+usedPerTxn, len(batch))
+		var ops []clientv3.Op
+		for i := start; i < end; i++ {
+			ops = append(ops, raise(s.l.used(batch[i].id), encodeTime(times[i])))
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		_, err := s.cli.Txn(rctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("flush last-used times: %w", s.etcdError(ctx, err))
+		}
+		for i := start; i < end; i++ {
+			batch[i].flushed = times[i]
+		}
+	}
+	return nil
+}
+
+// raise is an operation that sets k to v unless k holds a value that
+// sorts at or after v.
+func raise(k, v string) clientv3.Op {
+	put := []clientv3.Op{clientv3.OpPut(k, v)}
+	older := clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(k), "<", v)}, put, nil)
+	return clientv3.OpTxn([]clientv3.Cmp{notExists(k)}, put, []clientv3.Op{older})
+}
+
+func (s *Store) flushEvery(ctx context.Context) {
+	defer s.done.Done()
+	t := time.NewTicker(s.opts.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.flush(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("cannot write last-used times; keeping them for the next flush", "err", err)
+			}
+		}
+	}
+}
