@@ -196,7 +196,8 @@ const (
 )
 
 // ValidateName checks a display name: non-empty, valid UTF-8, no control
-// characters, at most MaxNameLen bytes.
+// characters (nor line separators or bidirectional overrides), at most
+// MaxNameLen bytes.
 func ValidateName(what, name string) error {
 	switch {
 	case strings.TrimSpace(name) == "":
@@ -205,10 +206,20 @@ func ValidateName(what, name string) error {
 		return Errorf(EInvalid, "%s is longer than %d bytes", what, MaxNameLen)
 	case !utf8.ValidString(name):
 		return Errorf(EInvalid, "%s is not valid UTF-8", what)
-	case strings.IndexFunc(name, unicode.IsControl) >= 0:
-		return Errorf(EInvalid, "%s contains a control character", what)
+	}
+	if i := strings.IndexFunc(name, isControl); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(name[i:])
+		return Errorf(EInvalid, "%s contains a control character (%U at byte %d)", what, r, i)
 	}
 	return nil
+}
+
+// isControl reports whether r is a control character (C0, DEL, C1), a line
+// or paragraph separator, or a bidirectional embedding, override or
+// isolate, which can make a name display as another.
+func isControl(r rune) bool {
+	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' ||
+		'\u202a' <= r && r <= '\u202e' || '\u2066' <= r && r <= '\u2069'
 }
 
 // Validate checks a balance change before it reaches a store.
