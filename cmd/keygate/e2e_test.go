@@ -65,14 +65,16 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func startServer(t *testing.T, db string) *server {
+// startServer starts "keygate serve" on db with loopback addresses and the
+// extra flags, and waits until it is ready.
+func startServer(t *testing.T, db string, extra ...string) *server {
 	t.Helper()
 	bin, err := keygateBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &server{t: t, db: db, grpcAddr: freeAddr(t), admin: freeAddr(t), stderr: new(bytes.Buffer), done: make(chan error, 1)}
-	s.cmd = exec.Command(bin, "serve", "--db", db, "--grpc-addr", s.grpcAddr, "--admin-addr", s.admin, "--flush-interval", "100ms")
+	s.cmd = exec.Command(bin, append([]string{"serve", "--db", db, "--grpc-addr", s.grpcAddr, "--admin-addr", s.admin, "--flush-interval", "100ms"}, extra...)...)
 	s.cmd.Env = cleanEnv()
 	s.cmd.Stderr = s.stderr
 	if err := s.cmd.Start(); err != nil {

@@ -37,6 +37,9 @@ type Config struct {
 	TokenFile       string // empty means DBPath + ".admin-token"
 	FlushInterval   time.Duration
 	ShutdownTimeout time.Duration
+	HTTPAddr        string      // the HTTP check endpoint; empty: none
+	HTTPPathPrefix  string      // paths of the HTTP check endpoint
+	Defaults        authz.Route // what a route leaves unset; zero fields: authz.DefaultRoute
 }
 
 func runServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -48,7 +51,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.TokenFile, "admin-token-file", envOr("KEYGATE_ADMIN_TOKEN_FILE", ""), "`file` holding the admin token, generated if missing (default <db>.admin-token; env KEYGATE_ADMIN_TOKEN_FILE; KEYGATE_ADMIN_TOKEN takes precedence)")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 10*time.Second, "how often keys' last-used times are written to the database")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on shutdown")
+	checks := addCheckFlags(fs, &c)
 	if _, err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	if err := checks.apply(&c); err != nil {
 		return err
 	}
 	c.AdminToken = envOr("KEYGATE_ADMIN_TOKEN", "")
@@ -71,6 +78,8 @@ type Main struct {
 	grpcLis, adminLis net.Listener
 	grpcSrv           *grpc.Server
 	adminSrv          *http.Server
+	httpLis           net.Listener // nil without an HTTP check endpoint
+	httpSrv           *http.Server
 	adminGRPC         *grpc.Server
 	health            *health.Server
 	ready             atomic.Bool
@@ -121,7 +130,11 @@ func Open(c Config, log *slog.Logger) (_ *Main, err error) {
 	registerStoreGauges(reg, m.store)
 
 	m.grpcSrv = grpc.NewServer()
-	authv3.RegisterAuthorizationServer(m.grpcSrv, envoy.NewServer(authz.NewAuthorizer(m.store, nil), reg))
+	checker := authz.NewAuthorizer(m.store, nil).WithDefaults(c.Defaults)
+	if err = m.openHTTP(checker); err != nil {
+		return nil, err
+	}
+	authv3.RegisterAuthorizationServer(m.grpcSrv, envoy.NewServer(checker, reg))
 	m.health = health.NewServer()
 	m.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	m.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
@@ -174,12 +187,15 @@ func (m *Main) AdminAddr() string { return m.adminLis.Addr().String() }
 // new requests, lets in-flight ones finish (up to ShutdownTimeout), flushes
 // last-used times and closes the database.
 func (m *Main) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- m.grpcSrv.Serve(m.grpcLis) }()
 	go func() { errc <- m.adminSrv.Serve(m.adminLis) }()
+	if m.httpSrv != nil {
+		go func() { errc <- m.httpSrv.Serve(m.httpLis) }()
+	}
 	m.health.Resume()
 	m.ready.Store(true)
-	m.log.Info("keygate serving", "check", m.GRPCAddr(), "admin", m.AdminAddr(), "db", m.cfg.DBPath)
+	m.log.Info("keygate serving", "check", m.GRPCAddr(), "http", m.HTTPAddr(), "admin", m.AdminAddr(), "db", m.cfg.DBPath)
 
 	var err error
 	select {
@@ -220,11 +236,11 @@ func (m *Main) shutdown() error {
 		m.adminSrv.Close()
 		httpErr = nil
 	}
-	return errors.Join(httpErr, m.store.Close())
+	return errors.Join(httpErr, m.stopHTTP(ctx), m.store.Close())
 }
 
 func (m *Main) closeListeners() {
-	for _, l := range []net.Listener{m.grpcLis, m.adminLis} {
+	for _, l := range []net.Listener{m.grpcLis, m.adminLis, m.httpLis} {
 		if l != nil {
 			l.Close()
 		}
