@@ -172,6 +172,27 @@ func (s *server) check(authorization string) int {
 		s.t.Fatal(err)
 	}
 	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, envoyRequest(authorization))
+	if err != nil {
+		s.t.Fatalf("Check: %v", err)
+	}
+	return httpStatusOf(resp)
+}
+
+// httpStatusOf is the HTTP status Envoy answers a CheckResponse with (200
+// on allow).
+func httpStatusOf(resp *authv3.CheckResponse) int {
+	if codes.Code(resp.GetStatus().GetCode()) == codes.OK {
+		return http.StatusOK
+	}
+	return int(resp.GetDeniedResponse().GetStatus().GetCode())
+}
+
+// envoyRequest is a CheckRequest shaped as Envoy sends it, with the given
+// Authorization header ("" for none).
+func envoyRequest(authorization string) *authv3.CheckRequest {
 	headers := map[string]string{
 		":authority": "api.example.com", ":method": "POST", ":path": "/v1/chat/completions?stream=false",
 		":scheme": "https", "content-type": "application/json", "user-agent": "openai-python/1.54.0",
@@ -180,7 +201,7 @@ func (s *server) check(authorization string) int {
 	if authorization != "" {
 		headers["authorization"] = authorization
 	}
-	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
 			SocketAddress: &corev3.SocketAddress{Address: "10.0.0.2", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 53122}}}}},
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
@@ -188,16 +209,6 @@ func (s *server) check(authorization string) int {
 			Scheme: "https", Protocol: "HTTP/1.1", Headers: headers,
 		}},
 	}}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, req)
-	if err != nil {
-		s.t.Fatalf("Check: %v", err)
-	}
-	if codes.Code(resp.GetStatus().GetCode()) == codes.OK {
-		return http.StatusOK
-	}
-	return int(resp.GetDeniedResponse().GetStatus().GetCode())
 }
 
 type accountJSON struct {
