@@ -19,6 +19,7 @@ type Server struct {
 	outcomes   []outcome // indexed by authz.Reason
 	errors     prometheus.Counter
 	duration   prometheus.Histogram
+	templates  *templates // encoded answers of the wire path
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -33,6 +34,7 @@ func NewServer(a *authz.Authorizer, reg prometheus.Registerer) *Server {
 		outcomes:   make([]outcome, len(authz.Reasons())),
 		errors:     m.errors,
 		duration:   m.duration,
+		templates:  newTemplates(),
 	}
 	for _, r := range authz.Reasons() {
 		s.outcomes[r] = newOutcome(r, m.checks(r))
@@ -54,14 +56,26 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 }
 
 func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	d, err := s.authorizer.Authorize(ctx, RequestFromCheck(req))
+	d, o, err := s.decide(ctx, RequestFromCheck(req))
+	if err != nil {
+		return nil, err
+	}
+	return o.respond(d), nil
+}
+
+// errUnavailable is Check's error when the key store could not answer.
+var errUnavailable = status.Error(codes.Unavailable, "keygate: the key store could not answer")
+
+// decide decides req and counts the decision. Its error is errUnavailable.
+func (s *Server) decide(ctx context.Context, req authz.Request) (authz.Decision, *outcome, error) {
+	d, err := s.authorizer.Authorize(ctx, req)
 	if err != nil {
 		s.errors.Inc()
-		return nil, status.Error(codes.Unavailable, "keygate: the key store could not answer")
+		return d, nil, errUnavailable
 	}
 	o := &s.outcomes[d.Reason]
 	o.checks.Inc()
-	return o.respond(d), nil
+	return d, o, nil
 }
 
 // RequestFromCheck copies what the decision needs out of an Envoy

@@ -129,12 +129,12 @@ func Open(c Config, log *slog.Logger) (_ *Main, err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerStoreGauges(reg, m.store)
 
-	m.grpcSrv = grpc.NewServer()
+	m.grpcSrv = grpc.NewServer(checkServerOptions()...)
 	checker := authz.NewAuthorizer(m.store, nil).WithDefaults(c.Defaults)
 	if err = m.openHTTP(checker); err != nil {
 		return nil, err
 	}
-	authv3.RegisterAuthorizationServer(m.grpcSrv, envoy.NewServer(checker, reg))
+	envoy.NewServer(checker, reg).RegisterWire(m.grpcSrv)
 	m.health = health.NewServer()
 	m.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	m.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)

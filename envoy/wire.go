@@ -1,0 +1,254 @@
+package envoy
+
+import (
+	"errors"
+	"unicode/utf8"
+	"unsafe"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// errWire is the error of an encoded CheckRequest that the wire decoder
+// cannot read; proto.Unmarshal refuses every such message too.
+var errWire = errors.New("envoy: malformed CheckRequest")
+
+// Field numbers of the parts of a CheckRequest that RequestFromCheck reads.
+const (
+	fieldAttributes        = 1  // CheckRequest.attributes
+	fieldRequest           = 4  // AttributeContext.request
+	fieldContextExtensions = 10 // AttributeContext.context_extensions
+	fieldHTTP              = 2  // AttributeContext.Request.http
+	fieldHeaders           = 3  // HttpRequest.headers
+	fieldHeaderMap         = 13 // HttpRequest.header_map
+	fieldHeaderMapHeaders  = 1  // HeaderMap.headers
+	fieldKey               = 1  // HeaderValue.key, and the key of a map entry
+	fieldValue             = 2  // HeaderValue.value, and the value of a map entry
+	fieldRawValue          = 3  // HeaderValue.raw_value
+)
+
+// wireRequest is a CheckRequest decoded by walking its wire format for only
+// the parts RequestFromCheck reads: attributes.request.http.headers and
+// header_map, and attributes.context_extensions. Everything else is skipped
+// unread. Its memory is reused from one request to the next, and its
+// strings point into the encoded message, which must outlive its use.
+//
+// Decoding follows proto.Unmarshal where it matters: a repeated message
+// field is merged, a later map entry or scalar replaces an earlier one, a
+// field of an unexpected wire type is an unknown field, and a string that is
+// not UTF-8 is an error. A message proto.Unmarshal accepts decodes to the
+// same Request (FuzzWireRequest checks this); one it refuses is refused too,
+// unless the fault lies in a part that is skipped.
+type wireRequest struct {
+	msg       authv3.CheckRequest
+	attrs     authv3.AttributeContext
+	request   authv3.AttributeContext_Request
+	http      authv3.AttributeContext_HttpRequest
+	headerMap corev3.HeaderMap
+	values    []*corev3.HeaderValue // reused entries of headerMap.Headers
+}
+
+func newWireRequest() *wireRequest {
+	w := new(wireRequest)
+	w.http.Headers = make(map[string]string, 16)
+	w.attrs.ContextExtensions = make(map[string]string, 4)
+	return w
+}
+
+// decode fills w.msg from the encoded CheckRequest b and returns it.
+func (w *wireRequest) decode(b []byte) (*authv3.CheckRequest, error) {
+	w.reset()
+	for len(b) > 0 {
+		num, ok, v, rest, err := nextField(b)
+		if err != nil {
+			return nil, err
+		}
+		if ok && num == fieldAttributes {
+			if err := w.attributes(v); err != nil {
+				return nil, err
+			}
+		}
+		b = rest
+	}
+	return &w.msg, nil
+}
+
+// reset empties w, keeping its memory, and drops every pointer into the
+// last message.
+func (w *wireRequest) reset() {
+	clear(w.http.Headers)
+	clear(w.attrs.ContextExtensions)
+	for _, v := range w.headerMap.Headers {
+		v.Key, v.Value, v.RawValue = "", "", nil
+	}
+	w.headerMap.Headers = w.headerMap.Headers[:0]
+	w.msg.Attributes = &w.attrs
+	w.attrs.Request = &w.request
+	w.request.Http = &w.http
+	w.http.HeaderMap = &w.headerMap
+}
+
+func (w *wireRequest) attributes(b []byte) error {
+	for len(b) > 0 {
+		num, ok, v, rest, err := nextField(b)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !ok:
+		case num == fieldRequest:
+			err = w.httpOf(v)
+		case num == fieldContextExtensions:
+			err = mapEntry(v, w.attrs.ContextExtensions)
+		}
+		if err != nil {
+			return err
+		}
+		b = rest
+	}
+	return nil
+}
+
+// httpOf reads an AttributeContext.Request for its http field.
+func (w *wireRequest) httpOf(b []byte) error {
+	for len(b) > 0 {
+		num, ok, v, rest, err := nextField(b)
+		if err != nil {
+			return err
+		}
+		if ok && num == fieldHTTP {
+			if err := w.httpRequest(v); err != nil {
+				return err
+			}
+		}
+		b = rest
+	}
+	return nil
+}
+
+func (w *wireRequest) httpRequest(b []byte) error {
+	for len(b) > 0 {
+		num, ok, v, rest, err := nextField(b)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !ok:
+		case num == fieldHeaders:
+			err = mapEntry(v, w.http.Headers)
+		case num == fieldHeaderMap:
+			err = w.headerMapOf(v)
+		}
+		if err != nil {
+			return err
+		}
+		b = rest
+	}
+	return nil
+}
+
+func (w *wireRequest) headerMapOf(b []byte) error {
+	for len(b) > 0 {
+		num, ok, v, rest, err := nextField(b)
+		if err != nil {
+			return err
+		}
+		if ok && num == fieldHeaderMapHeaders {
+			if err := w.headerValue(v); err != nil {
+				return err
+			}
+		}
+		b = rest
+	}
+	return nil
+}
+
+func (w *wireRequest) headerValue(b []byte) error {
+	n := len(w.headerMap.Headers)
+	if n == len(w.values) {
+		w.values = append(w.values, new(corev3.HeaderValue))
+	}
+	hv := w.values[n]
+	w.headerMap.Headers = append(w.headerMap.Headers, hv)
+	for len(b) > 0 {
+		num, ok, v, rest, err := nextField(b)
+		if err != nil {
+			return err
+		}
+		if ok {
+			switch num {
+			case fieldKey:
+				hv.Key, err = utf8String(v)
+			case fieldValue:
+				hv.Value, err = utf8String(v)
+			case fieldRawValue:
+				hv.RawValue = v[:len(v):len(v)]
+			}
+		}
+		if err != nil {
+			return err
+		}
+		b = rest
+	}
+	return nil
+}
+
+// mapEntry reads a map<string, string> entry into m.
+func mapEntry(b []byte, m map[string]string) error {
+	var key, value string
+	for len(b) > 0 {
+		num, ok, v, rest, err := nextField(b)
+		if err != nil {
+			return err
+		}
+		if ok {
+			switch num {
+			case fieldKey:
+				key, err = utf8String(v)
+			case fieldValue:
+				value, err = utf8String(v)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		b = rest
+	}
+	m[key] = value
+	return nil
+}
+
+// nextField reads the field at the start of b. ok says whether it is
+// length-delimited, v is then its contents; rest is what follows the field.
+func nextField(b []byte) (num protowire.Number, ok bool, v, rest []byte, err error) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || num > protowire.MaxValidNumber {
+		return 0, false, nil, nil, errWire
+	}
+	b = b[n:]
+	if typ == protowire.BytesType {
+		v, n = protowire.ConsumeBytes(b)
+		if n < 0 {
+			return 0, false, nil, nil, errWire
+		}
+		return num, true, v[:len(v):len(v)], b[n:], nil
+	}
+	n = protowire.ConsumeFieldValue(num, typ, b)
+	if n < 0 {
+		return 0, false, nil, nil, errWire
+	}
+	return num, false, nil, b[n:], nil
+}
+
+// utf8String returns b as a string that shares its memory, if b is UTF-8,
+// as proto3 requires of strings.
+func utf8String(b []byte) (string, error) {
+	if !utf8.Valid(b) {
+		return "", errWire
+	}
+	if len(b) == 0 {
+		return "", nil
+	}
+	return unsafe.String(&b[0], len(b)), nil
+}
