@@ -484,8 +484,9 @@ func envoyVectors() []vector {
 	}}
 }
 
-// TestEnvoyVectors sends every vector to Check over a real gRPC connection
-// and compares the whole CheckResponse: gRPC status, HTTP status, each
+// TestEnvoyVectors sends every vector to Check over a real gRPC connection,
+// through gRPC's proto codec and through the wire path that keygate serve
+// uses, and compares the whole CheckResponse: gRPC status, HTTP status, each
 // header with its append semantics, headers_to_remove, body and dynamic
 // metadata.
 func TestEnvoyVectors(t *testing.T) {
@@ -503,23 +504,38 @@ func TestEnvoyVectors(t *testing.T) {
 		pairs = append(pairs, "$"+name, f.secret[k.ID])
 	}
 	secrets := strings.NewReplacer(pairs...)
-	client := serve(t, envoy.NewServer(f.authz, prometheus.NewRegistry()))
+	srv := envoy.NewServer(f.authz, prometheus.NewRegistry())
+	clients := []struct {
+		name   string
+		client authv3.AuthorizationClient
+	}{
+		{"proto", serve(t, srv)},
+		{"wire", authv3.NewAuthorizationClient(serveWire(t, srv))},
+	}
 
-	for _, v := range envoyVectors() {
-		t.Run(v.name, func(t *testing.T) {
-			req := new(authv3.CheckRequest)
-			if err := (prototext.UnmarshalOptions{}).Unmarshal([]byte(secrets.Replace(v.req)), req); err != nil {
-				t.Fatalf("vector does not parse: %v", err)
-			}
-			got, err := client.Check(t.Context(), req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := v.want.response(t, keys)
-			if !proto.Equal(got, want) {
-				t.Errorf("response:\n%s\nwant:\n%s", prototext.Format(got), prototext.Format(want))
-			}
-		})
+	for _, c := range clients {
+		for _, v := range envoyVectors() {
+			t.Run(c.name+"/"+v.name, func(t *testing.T) {
+				check(t, c.client, secrets.Replace(v.req), v.want.response(t, keys))
+			})
+		}
+	}
+}
+
+// check sends the request written in text format and compares the answer
+// with want.
+func check(t *testing.T, client authv3.AuthorizationClient, text string, want *authv3.CheckResponse) {
+	t.Helper()
+	req := new(authv3.CheckRequest)
+	if err := prototext.Unmarshal([]byte(text), req); err != nil {
+		t.Fatalf("vector does not parse: %v", err)
+	}
+	got, err := client.Check(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(got, want) {
+		t.Errorf("response:\n%s\nwant:\n%s", prototext.Format(got), prototext.Format(want))
 	}
 }
 
