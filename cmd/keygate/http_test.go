@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -70,16 +69,8 @@ func TestHTTPEndpointMatchesCheck(t *testing.T) {
 		for k, v := range headers {
 			req.Header.Set(k, v)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return answer{resp.StatusCode, resp.Header.Get("Www-Authenticate"), string(body),
+		resp, body := roundTrip(t, req)
+		return answer{resp.StatusCode, resp.Header.Get("Www-Authenticate"), body,
 			resp.Header.Get("X-Account-Id"), resp.Header.Get("X-Key-Id"), resp.Header.Get("X-Envoy-Auth-Headers-To-Remove")}
 	}
 

@@ -152,6 +152,13 @@ func (p *proxy) send(t *testing.T, path string, headers ...string) reply {
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Add(headers[i], headers[i+1])
 	}
+	resp, body := roundTrip(t, req)
+	return reply{resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Www-Authenticate"), body}
+}
+
+// roundTrip sends req and returns the response with its whole body read.
+func roundTrip(t *testing.T, req *http.Request) (*http.Response, string) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +168,7 @@ func (p *proxy) send(t *testing.T, path string, headers ...string) reply {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return reply{resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Www-Authenticate"), string(body)}
+	return resp, string(body)
 }
 
 // keys is what the proxy tests need in keygate's store.
