@@ -65,6 +65,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if p := tuneGC(); p > 0 {
+		log.Info("GC set to keep the heap near the live heap", "gc_percent", p)
+	}
 	return m.Run(ctx)
 }
 

@@ -116,7 +116,7 @@ func (s *Store) SetAccountStatus(ctx context.Context, id string, status authz.Ac
 		if err := put(b, []byte(id), r); err != nil {
 			return nil, err
 		}
-		return func() { s.accounts[id].disabled.Store(disabled) }, nil
+		return func() { s.account(id).disabled.Store(disabled) }, nil
 	})
 	if err != nil {
 		return authz.Account{}, err
@@ -152,7 +152,7 @@ func (s *Store) ChangeBalance(ctx context.Context, c authz.BalanceChange) (authz
 		if err := put(accounts, []byte(r.Id), r); err != nil {
 			return nil, err
 		}
-		return func() { s.accounts[r.Id].balance.Store(r.Balance) }, nil
+		return func() { s.account(r.Id).balance.Store(r.Balance) }, nil
 	})
 	if err != nil {
 		return authz.LedgerEntry{}, err

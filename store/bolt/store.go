@@ -60,7 +60,7 @@ type Store struct {
 
 	// mu serializes mutations, so that the index is updated in commit order.
 	mu        sync.Mutex
-	accounts  map[string]*accountEntry // guarded by mu
+	accounts  map[string]uint32 // account id -> entry number; guarded by mu
 	nAccounts atomic.Int64
 	closed    atomic.Bool
 
@@ -94,7 +94,7 @@ func Open(path string, opts Options) (*Store, error) {
 		db:        db,
 		now:       opts.Now,
 		idx:       newIndex(),
-		accounts:  make(map[string]*accountEntry),
+		accounts:  make(map[string]uint32),
 		stop:      make(chan struct{}),
 		flushDone: make(chan struct{}),
 	}
@@ -137,7 +137,13 @@ func (s *Store) prepare() (err error) {
 	if err := s.db.Update(initSchema); err != nil {
 		return err
 	}
-	return s.db.View(s.load)
+	return s.db.View(func(tx *bbolt.Tx) error {
+		if err := s.load(tx); err != nil {
+			return err
+		}
+		releasePages(s.db, tx.Size())
+		return nil
+	})
 }
 
 // recoverCorrupt turns into an error the panic, or the fault on a page past
@@ -192,6 +198,9 @@ func (s *Store) load(tx *bbolt.Tx) error {
 		if err != nil {
 			return err
 		}
+		if len(r.Id) != accountIDLen {
+			return fmt.Errorf("corrupt: account id %q has %d bytes, want %d", r.Id, len(r.Id), accountIDLen)
+		}
 		s.addAccount(r)
 		return nil
 	})
@@ -205,7 +214,9 @@ func (s *Store) load(tx *bbolt.Tx) error {
 			return err
 		case len(r.Hash) != len(authz.KeyHash{}):
 			return fmt.Errorf("corrupt: key %s has a %d-byte hash", k, len(r.Hash))
-		case s.accounts[r.AccountId] == nil:
+		case len(r.Id) != keyIDLen:
+			return fmt.Errorf("corrupt: key id %q has %d bytes, want %d", r.Id, len(r.Id), keyIDLen)
+		case s.account(r.AccountId) == nil:
 			return fmt.Errorf("corrupt: key %s belongs to account %s, which does not exist", k, r.AccountId)
 		case s.idx.get(authz.KeyHash(r.Hash)) != nil:
 			return fmt.Errorf("corrupt: key %s has the hash of another key", k)
@@ -218,20 +229,31 @@ func (s *Store) load(tx *bbolt.Tx) error {
 // addAccount puts an account in memory. The caller holds mu or has not
 // shared s yet.
 func (s *Store) addAccount(r *storagev1.AccountRecord) {
-	a := &accountEntry{id: r.Id}
+	i, a := s.idx.addAccount(r.Id)
 	a.balance.Store(r.Balance)
 	a.disabled.Store(r.Disabled)
-	s.accounts[r.Id] = a
+	s.accounts[r.Id] = i
 	s.nAccounts.Add(1)
 }
 
-// addKey puts a key in memory. The caller holds mu or has not shared s yet.
+// account returns the entry of the account id, or nil. The caller holds mu
+// or has not shared s yet.
+func (s *Store) account(id string) *accountEntry {
+	i, ok := s.accounts[id]
+	if !ok {
+		return nil
+	}
+	return s.idx.accounts.at(i)
+}
+
+// addKey puts a key of a known account in memory. The caller holds mu or
+// has not shared s yet.
 func (s *Store) addKey(r *storagev1.KeyRecord) {
-	e := &keyEntry{id: r.Id, account: s.accounts[r.AccountId]}
-	e.expire.Store(r.ExpireTime)
-	e.revoked.Store(r.RevokeTime != 0)
-	e.lastUsed.Store(r.LastUsedTime)
-	s.idx.add(authz.KeyHash(r.Hash), e)
+	s.idx.addKey(authz.KeyHash(r.Hash), r.Id, s.accounts[r.AccountId], func(e *keyEntry) {
+		e.expire.Store(r.ExpireTime)
+		e.revoked.Store(r.RevokeTime != 0)
+		e.lastUsed.Store(r.LastUsedTime)
+	})
 }
 
 // LookupKey answers from memory.
@@ -243,20 +265,20 @@ func (s *Store) LookupKey(_ context.Context, h authz.KeyHash) (authz.Credential,
 	if e == nil {
 		return authz.Credential{}, false, nil
 	}
-	return e.credential(), true, nil
+	return s.idx.credential(e), true, nil
 }
 
 // MarkUsed records the use in memory; it is written by the next flush. A
 // time less than a second newer than the recorded one is ignored.
 func (s *Store) MarkUsed(h authz.KeyHash, t time.Time) {
-	if e := s.idx.get(h); e != nil {
-		s.idx.markUsed(e, t)
+	if i, ok := s.idx.lookup(h); ok {
+		s.idx.markUsed(i, t)
 	}
 }
 
 // Stats returns the number of accounts and keys, from memory.
 func (s *Store) Stats() Stats {
-	return Stats{Accounts: int(s.nAccounts.Load()), Keys: int(s.idx.n.Load())}
+	return Stats{Accounts: int(s.nAccounts.Load()), Keys: s.idx.size()}
 }
 
 // FlushLastUsed writes the last-used times recorded since the last flush,
@@ -269,20 +291,21 @@ func (s *Store) FlushLastUsed() error {
 
 // flushLocked is FlushLastUsed with mu held.
 func (s *Store) flushLocked() error {
-	es := s.idx.takeDirty()
-	if len(es) == 0 {
+	dirty := s.idx.takeDirty()
+	if len(dirty) == 0 {
 		return nil
 	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		keys := tx.Bucket(bucketKeys)
-		for _, e := range es {
-			r, err := getKey(keys, e.id)
+		for _, i := range dirty {
+			e := s.idx.keys.at(i)
+			r, err := getKey(keys, e.keyID())
 			if err != nil {
 				return err
 			}
 			if t := e.lastUsed.Load(); t > r.LastUsedTime {
 				r.LastUsedTime = t
-				if err := put(keys, []byte(e.id), r); err != nil {
+				if err := put(keys, []byte(e.keyID()), r); err != nil {
 					return err
 				}
 			}
@@ -290,8 +313,8 @@ func (s *Store) flushLocked() error {
 		return nil
 	})
 	if err != nil {
-		for _, e := range es {
-			s.idx.queue(e)
+		for _, i := range dirty {
+			s.idx.queue(i)
 		}
 		return fmt.Errorf("flush last-used times: %w", dbError(err))
 	}
