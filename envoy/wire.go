@@ -8,6 +8,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/keygate/keygate/authz"
 )
 
 // errWire is the error of an encoded CheckRequest that the wire decoder
@@ -29,9 +31,9 @@ const (
 )
 
 // wireRequest is a CheckRequest decoded by walking its wire format for only
-// the parts RequestFromCheck reads: attributes.request.http.headers and
-// header_map, and attributes.context_extensions. Everything else is skipped
-// unread. Its memory is reused from one request to the next, and its
+// the parts RequestFromCheck reads: the credential headers of
+// attributes.request.http.headers, header_map, and
+// attributes.context_extensions. Everything else is skipped unread. Its memory is reused from one request to the next, and its
 // strings point into the encoded message, which must outlive its use.
 //
 // Decoding follows proto.Unmarshal where it matters: a repeated message
@@ -136,7 +138,7 @@ func (w *wireRequest) httpRequest(b []byte) error {
 		switch {
 		case !ok:
 		case num == fieldHeaders:
-			err = mapEntry(v, w.http.Headers)
+			err = headerEntry(v, w.http.Headers)
 		case num == fieldHeaderMap:
 			err = w.headerMapOf(v)
 		}
@@ -194,6 +196,36 @@ func (w *wireRequest) headerValue(b []byte) error {
 	return nil
 }
 
+// headerEntry reads an entry of HttpRequest.headers into m if its key names
+// a credential header, the only ones RequestFromCheck looks up there. The
+// value of another header is not read, nor checked for UTF-8.
+func headerEntry(b []byte, m map[string]string) error {
+	var key, value []byte
+	for len(b) > 0 {
+		num, ok, v, rest, err := nextField(b)
+		if err != nil {
+			return err
+		}
+		if ok {
+			switch num {
+			case fieldKey:
+				key = v
+			case fieldValue:
+				value = v
+			}
+		}
+		b = rest
+	}
+	if _, wanted := authz.SourceOf(unsafeString(key)); !wanted {
+		return nil
+	}
+	if !utf8.Valid(value) {
+		return errWire
+	}
+	m[unsafeString(key)] = unsafeString(value)
+	return nil
+}
+
 // mapEntry reads a map<string, string> entry into m.
 func mapEntry(b []byte, m map[string]string) error {
 	var key, value string
@@ -247,8 +279,13 @@ func utf8String(b []byte) (string, error) {
 	if !utf8.Valid(b) {
 		return "", errWire
 	}
+	return unsafeString(b), nil
+}
+
+// unsafeString returns b as a string that shares its memory.
+func unsafeString(b []byte) string {
 	if len(b) == 0 {
-		return "", nil
+		return ""
 	}
-	return unsafe.String(&b[0], len(b)), nil
+	return unsafe.String(&b[0], len(b))
 }
