@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,7 +44,7 @@ type options struct {
 	keys, inflight     []int
 	servers            []string
 	warmup, window     time.Duration
-	requests           int
+	requests, rounds   int
 	smoke, profile     bool
 	readyTimeout       time.Duration
 	opaDir             string
@@ -57,6 +58,7 @@ type row struct {
 	load.Result
 	StartupSeconds float64 `json:"startup_seconds"`
 	IdleRSS        int64   `json:"idle_rss_bytes"` // after start-up, before load
+	Rounds         int     `json:"rounds"`         // measurements the figures are medians of
 }
 
 // report is a whole run.
@@ -66,6 +68,7 @@ type report struct {
 	Command     string         `json:"command"`
 	Warmup      string         `json:"warmup"`
 	Window      string         `json:"window"`
+	Rounds      int            `json:"rounds"`
 	Rows        []row          `json:"rows"`
 	ImportRates map[int]string `json:"import"` // keys -> keygate import's own summary
 }
@@ -83,13 +86,14 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "warm-up before each window")
 	flag.DurationVar(&o.window, "window", 10*time.Second, "measuring window")
 	flag.IntVar(&o.requests, "requests", 1000, "distinct pre-encoded requests")
+	flag.IntVar(&o.rounds, "rounds", 3, "measurements of each server, taken in turn; figures are their medians")
 	flag.DurationVar(&o.readyTimeout, "ready-timeout", 5*time.Minute, "how long a server may take to start")
 	flag.StringVar(&o.opaDir, "opa", "bench/opa", "`dir` holding policy.rego")
 	flag.BoolVar(&o.profile, "profile", false, "write CPU profiles of keygate and the do-nothing server to the work dir (<server>-<keys>.pprof)")
 	flag.BoolVar(&o.smoke, "smoke", false, "a few seconds on small key counts, failing if any server answers wrongly (for CI)")
 	flag.Parse()
 	if o.smoke {
-		keys, inflight, o.warmup, o.window = "1000", "16", 300*time.Millisecond, time.Second
+		keys, inflight, o.warmup, o.window, o.rounds = "1000", "16", 300*time.Millisecond, time.Second, 1
 	}
 	var err error
 	if o.keys, err = ints(keys); err == nil {
@@ -126,9 +130,10 @@ func run(ctx context.Context, o options) error {
 	rep := report{
 		Date:        time.Now().UTC(),
 		Machine:     machine(),
-		Command:     strings.Join(os.Args, " "),
+		Command:     strings.Join(append([]string{"go run ./bench/run"}, os.Args[1:]...), " "),
 		Warmup:      o.warmup.String(),
 		Window:      o.window.String(),
+		Rounds:      o.rounds,
 		ImportRates: map[int]string{},
 	}
 	for _, n := range o.keys {
@@ -137,13 +142,11 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
-		for _, name := range o.servers {
-			rows, err := measure(ctx, o, ds, name, &rep)
-			if err != nil {
-				return err
-			}
-			rep.Rows = append(rep.Rows, rows...)
+		rows, err := measureAll(ctx, o, ds, &rep)
+		if err != nil {
+			return err
 		}
+		rep.Rows = append(rep.Rows, rows...)
 	}
 	b, _ := json.MarshalIndent(rep, "", "  ")
 	if err := os.WriteFile(filepath.Join(o.work, "results.json"), b, 0o644); err != nil {
@@ -166,8 +169,49 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-// measure starts one server on data set ds and runs every in-flight count.
-func measure(ctx context.Context, o options, ds *dataSet, name string, rep *report) ([]row, error) {
+// measureAll starts every server on data set ds, then measures them in
+// turn, round after round, so that a change in the machine's load falls on
+// all of them alike. Each figure is the median of the rounds.
+func measureAll(ctx context.Context, o options, ds *dataSet, rep *report) ([]row, error) {
+	var servers []*server
+	defer func() {
+		for _, s := range servers {
+			s.stop()
+		}
+	}()
+	for _, name := range o.servers {
+		s, err := start(ctx, o, ds, name, rep)
+		if err != nil {
+			return nil, err
+		}
+		servers = append(servers, s)
+	}
+	var rows []row
+	for _, n := range o.inflight {
+		rounds := make([][]row, len(servers))
+		for r := 0; r < o.rounds; r++ {
+			for i, s := range servers {
+				res, err := load.Run(ctx, load.Config{
+					Conn: s.conn, Requests: ds.requests, InFlight: n,
+					Warmup: o.warmup, Window: o.window, ServerPID: s.pid(),
+				})
+				if err != nil {
+					return nil, fmt.Errorf("%s, %d keys, %d in flight: %w", s.name, ds.keys, n, err)
+				}
+				log.Printf("%d keys, %s, %d in flight, round %d: %.0f Checks/s, %.1f µs CPU/Check, p99 %.0f µs, %.0f%% allowed",
+					ds.keys, s.name, n, r+1, res.PerSecond, res.ServerCPU, res.P99, 100*float64(res.Allowed)/float64(res.Checks))
+				rounds[i] = append(rounds[i], row{Server: s.name, Keys: ds.keys, InFlight: n, Result: res, StartupSeconds: s.startup.Seconds(), IdleRSS: s.idleRSS})
+			}
+		}
+		for _, rs := range rounds {
+			rows = append(rows, median(rs))
+		}
+	}
+	return rows, nil
+}
+
+// start starts one server on data set ds.
+func start(ctx context.Context, o options, ds *dataSet, name string, rep *report) (*server, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -232,25 +276,40 @@ func measure(ctx context.Context, o options, ds *dataSet, name string, rep *repo
 	if err != nil {
 		return nil, err
 	}
-	defer s.stop()
-	idle, err := load.RSS(s.pid())
-	if err != nil {
+	if s.idleRSS, err = load.RSS(s.pid()); err != nil {
+		s.stop()
 		return nil, err
 	}
-	var rows []row
-	for _, n := range o.inflight {
-		r, err := load.Run(ctx, load.Config{
-			Conn: s.conn, Requests: ds.requests, InFlight: n,
-			Warmup: o.warmup, Window: o.window, ServerPID: s.pid(),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("%s, %d keys, %d in flight: %w", name, ds.keys, n, err)
+	return s, nil
+}
+
+// median returns a row whose every figure is the median of rows'.
+func median(rows []row) row {
+	m := rows[0]
+	pick := func(f func(*row) *float64) {
+		vs := make([]float64, len(rows))
+		for i := range rows {
+			vs[i] = *f(&rows[i])
 		}
-		log.Printf("%d keys, %s, %d in flight: %.0f Checks/s, %.1f µs CPU/Check, p99 %.0f µs, %.0f%% allowed",
-			ds.keys, name, n, r.PerSecond, r.ServerCPU, r.P99, 100*float64(r.Allowed)/float64(r.Checks))
-		rows = append(rows, row{Server: name, Keys: ds.keys, InFlight: n, Result: r, StartupSeconds: s.startup.Seconds(), IdleRSS: idle})
+		slices.Sort(vs)
+		*f(&m) = vs[len(vs)/2]
 	}
-	return rows, nil
+	pick(func(r *row) *float64 { return &r.PerSecond })
+	pick(func(r *row) *float64 { return &r.P50 })
+	pick(func(r *row) *float64 { return &r.P90 })
+	pick(func(r *row) *float64 { return &r.P99 })
+	pick(func(r *row) *float64 { return &r.ServerCPU })
+	pick(func(r *row) *float64 { return &r.ServerCores })
+	pick(func(r *row) *float64 { return &r.LoadCores })
+	pick(func(r *row) *float64 { return &r.OtherCores })
+	m.Checks, m.Allowed = 0, 0
+	for _, r := range rows {
+		m.Checks += r.Checks
+		m.Allowed += r.Allowed
+		m.RSS = max(m.RSS, r.RSS)
+	}
+	m.Rounds = len(rows)
+	return m
 }
 
 func profilePath(o options, server string, keys int) string {

@@ -63,8 +63,8 @@ func writeMarkdown(path string, rep report) error {
 	}
 	var b strings.Builder
 	b.WriteString(beginMarker + "\n\n")
-	fmt.Fprintf(&b, "Measured %s on %s, warm-up %s, window %s:\n\n```sh\n%s\n```\n\n",
-		rep.Date.Format("2006-01-02 15:04 MST"), rep.Machine, rep.Warmup, rep.Window, rep.Command)
+	fmt.Fprintf(&b, "Measured %s on %s. Each server was measured %d times, in turn with the others (warm-up %s, window %s); each figure is the median, RSS the largest. Ratios are to the do-nothing server.\n\n```sh\n%s\n```\n\n",
+		rep.Date.Format("2006-01-02 15:04 MST"), rep.Machine, rep.Rounds, rep.Warmup, rep.Window, rep.Command)
 	b.WriteString(table(rep))
 	if len(rep.ImportRates) > 0 {
 		b.WriteString("\nLoading the keys with `keygate import` (SHA-256 hashes, ten keys an account, on CPU 0):\n\n")

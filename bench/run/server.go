@@ -25,6 +25,7 @@ type server struct {
 	addr    string
 	conn    *grpc.ClientConn
 	startup time.Duration // from exec to the first allowed Check
+	idleRSS int64         // after start-up, before any load
 	log     *os.File
 }
 
