@@ -2,10 +2,16 @@
 // for tests: every member on 127.0.0.1 with ports of its own and its data
 // in a test's temporary directory. Members can be stopped and started again
 // on the same ports and data, to test what a client does meanwhile.
+//
+// Clients reach each member through a loopback TCP relay that Stop cuts
+// first, resetting every connection at once as a crashed process would;
+// an embedded member that is closed politely instead waits seconds for its
+// clients' watch streams to end.
 package etcdtest
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
@@ -30,8 +36,9 @@ type Cluster struct {
 }
 
 type member struct {
-	cfg  *embed.Config
-	etcd *embed.Etcd // nil while stopped
+	cfg   *embed.Config
+	etcd  *embed.Etcd // nil while stopped
+	relay *relay      // what clients connect to
 }
 
 // Start starts a cluster of n members and waits until it has a leader. It
@@ -46,13 +53,14 @@ func Start(t testing.TB, n int) *Cluster {
 		cfg.Dir = t.TempDir()
 		peer, client := freeURL(t), freeURL(t)
 		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+		cfg.ListenClientUrls = []url.URL{{Scheme: "http", Host: "127.0.0.1:0"}}
+		cfg.AdvertiseClientUrls = []url.URL{client}
 		cfg.InitialClusterToken = fmt.Sprintf("keygate-test-%p", c)
 		// Short heartbeats: a lost leader is replaced quickly.
 		cfg.TickMs, cfg.ElectionMs = 50, 500
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 		cfg.ListenMetricsUrls = nil
-		c.members = append(c.members, &member{cfg: cfg})
+		c.members = append(c.members, &member{cfg: cfg, relay: &relay{addr: client.Host}})
 		initial = append(initial, cfg.Name+"="+peer.String())
 	}
 	for _, m := range c.members {
@@ -97,6 +105,9 @@ func (c *Cluster) start(is ...int) {
 		m.etcd = e
 		// Later starts find the data directory and join as they left.
 		m.cfg.ClusterState = embed.ClusterStateFlagExisting
+		if err := m.relay.open(e.Clients[0].Addr().String()); err != nil {
+			c.t.Fatalf("etcd member %s: relay: %v", m.cfg.Name, err)
+		}
 	}
 	for _, i := range is {
 		m := c.members[i]
@@ -142,26 +153,128 @@ func ClientConfig(endpoints []string) clientv3.Config {
 	}
 }
 
-// Stop stops member i.
+// Stop stops member i: its clients lose their connections at once.
 func (c *Cluster) Stop(i int) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if m := c.members[i]; m.etcd != nil {
-		m.etcd.Close()
-		m.etcd = nil
+	m := c.members[i]
+	e := m.etcd
+	m.etcd = nil
+	c.mu.Unlock()
+	m.relay.cut()
+	if e != nil {
+		e.Close()
 	}
 }
 
 // Restart starts member i, which was stopped, and waits until it is ready.
 func (c *Cluster) Restart(i int) { c.start(i) }
 
-// StopAll stops every member.
+// StopAll stops every member, all at once: it cuts their clients off,
+// stops their raft loops (so that no leader waits to hand over to a
+// member that is stopping too), then closes them.
 func (c *Cluster) StopAll() {
-	for i := range c.members {
-		c.Stop(i)
+	c.mu.Lock()
+	var es []*embed.Etcd
+	for _, m := range c.members {
+		m.relay.cut()
+		if m.etcd != nil {
+			es = append(es, m.etcd)
+			m.etcd = nil
+		}
 	}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, e := range es {
+		wg.Go(e.Server.HardStop)
+	}
+	wg.Wait()
+	for _, e := range es {
+		wg.Go(e.Close)
+	}
+	wg.Wait()
 }
 
 // RestartAll starts every member, all stopped, and waits until they are
 // ready.
 func (c *Cluster) RestartAll() { c.start(c.all()...) }
+
+// relay forwards the connections made to addr to a member.
+type relay struct {
+	addr  string
+	mu    sync.Mutex
+	l     net.Listener
+	conns map[net.Conn]bool
+}
+
+// open listens on addr and forwards to target.
+func (r *relay) open(target string) error {
+	l, err := net.Listen("tcp", r.addr)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.l, r.conns = l, make(map[net.Conn]bool)
+	r.mu.Unlock()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go r.forward(c, target)
+		}
+	}()
+	return nil
+}
+
+func (r *relay) forward(c net.Conn, target string) {
+	up, err := net.Dial("tcp", target)
+	if err != nil || !r.track(c, up) {
+		c.Close()
+		if up != nil {
+			up.Close()
+		}
+		return
+	}
+	done := make(chan struct{}, 2)
+	for _, p := range [][2]net.Conn{{c, up}, {up, c}} {
+		go func() {
+			io.Copy(p[0], p[1])
+			done <- struct{}{}
+		}()
+	}
+	<-done
+	c.Close()
+	up.Close()
+	<-done
+	r.mu.Lock()
+	delete(r.conns, c)
+	delete(r.conns, up)
+	r.mu.Unlock()
+}
+
+// track records conns, unless the relay has been cut.
+func (r *relay) track(conns ...net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conns == nil {
+		return false
+	}
+	for _, c := range conns {
+		r.conns[c] = true
+	}
+	return true
+}
+
+// cut stops listening and closes every connection.
+func (r *relay) cut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.l != nil {
+		r.l.Close()
+	}
+	for c := range r.conns {
+		c.Close()
+	}
+	r.l, r.conns = nil, nil
+}
