@@ -48,7 +48,7 @@ alone; an empty bbolt file is made a keygate database.
 
 Every write is its own transaction with an fsync, so write throughput is
 bounded by the disk's sync latency; reads of keys never touch the disk. The
-index holds every key in memory, in about 160 bytes a key and without Go
+index holds every key in memory, in about 130 bytes a key and without Go
 pointers, so that the garbage collector does not scan it; once it is loaded,
 Open drops the file's pages from the process's memory (Linux). Last-used times
 recorded since the last flush are lost if the process dies without Close.

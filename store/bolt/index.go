@@ -1,7 +1,7 @@
 package bolt
 
 import (
-	"sync"
+	"encoding/binary"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -11,8 +11,8 @@ import (
 
 // The index holds no Go pointers: entries live in arenas of fixed-size
 // chunks and refer to each other by number, ids are byte arrays, and the
-// hash maps map to numbers. So the garbage collector never scans it, and a
-// million keys cost about a hundred bytes each.
+// hash table maps to numbers. So the garbage collector never scans it, and
+// a million keys cost about 130 bytes each.
 
 // Lengths of the ids that entries hold, in arrays of maxIDLen bytes.
 var (
@@ -33,6 +33,7 @@ type accountEntry struct {
 // keyEntry is the in-memory state of a key. Entries are never replaced or
 // removed, since keys are never deleted.
 type keyEntry struct {
+	hash    authz.KeyHash
 	id      [maxIDLen]byte // the key id, keyIDLen bytes
 	account uint32         // the account's entry number
 	revoked atomic.Bool
@@ -80,38 +81,54 @@ func (a *arena[T]) add() (uint32, *T) {
 	return i, a.at(i)
 }
 
-// index maps key hashes to entries. It is split into shards by the first
-// byte of the hash so that readers of different keys share no lock.
+// index maps key hashes to entries, in an open-addressing hash table that
+// readers search without a lock while one writer adds to it.
 type index struct {
-	shards   [256]shard
+	table    atomic.Pointer[table]
 	keys     arena[keyEntry]
 	accounts arena[accountEntry]
 	dirty    atomic.Uint32 // head of the list of entries to flush, as in keyEntry.next
 }
 
-type shard struct {
-	mu sync.RWMutex
-	m  map[authz.KeyHash]uint32
-	// Pad to a cache line so that readers of neighbouring shards do not
-	// contend on the line that holds the RWMutex's reader count.
-	_ [64 - unsafe.Sizeof(sync.RWMutex{}) - unsafe.Sizeof(map[authz.KeyHash]uint32(nil))]byte
+// table is the hash table of an index. A slot holds an entry number plus one
+// (0 marks an empty slot) in its low 32 bits and 32 more bits of the key's
+// hash in its high ones, so that a probe rarely reads an entry it does not
+// want. Keys are SHA-256 hashes, evenly spread: their bytes are the hash.
+// Slots are only ever filled, never emptied; the writer fills one only
+// after its entry is complete.
+type table struct {
+	slots []atomic.Uint64 // a power of two, at most half full
+}
+
+func newTable(size int) *table { return &table{slots: make([]atomic.Uint64, size)} }
+
+// probe returns where the search for h starts and the tag of its slots.
+func probe(h *authz.KeyHash) (start uint64, tag uint64) {
+	return binary.LittleEndian.Uint64(h[0:8]), binary.LittleEndian.Uint64(h[8:16]) << 32
 }
 
 func newIndex() *index {
 	x := new(index)
-	for i := range x.shards {
-		x.shards[i].m = make(map[authz.KeyHash]uint32)
-	}
+	x.table.Store(newTable(1024))
 	return x
 }
 
 // lookup returns the entry number of the key with hash h.
 func (x *index) lookup(h authz.KeyHash) (uint32, bool) {
-	s := &x.shards[h[0]]
-	s.mu.RLock()
-	i, ok := s.m[h]
-	s.mu.RUnlock()
-	return i, ok
+	t := x.table.Load()
+	mask := uint64(len(t.slots) - 1)
+	i, tag := probe(&h)
+	for ; ; i++ {
+		s := t.slots[i&mask].Load()
+		if s == 0 {
+			return 0, false
+		}
+		if s&^(1<<32-1) == tag {
+			if n := uint32(s) - 1; x.keys.at(n).hash == h {
+				return n, true
+			}
+		}
+	}
 }
 
 // get returns the entry of the key with hash h, or nil.
@@ -136,14 +153,37 @@ func (x *index) addAccount(id string) (uint32, *accountEntry) {
 // be present; id must have keyIDLen bytes. set fills the entry before it is
 // published.
 func (x *index) addKey(h authz.KeyHash, id string, account uint32, set func(*keyEntry)) {
-	i, e := x.keys.add()
+	n, e := x.keys.add()
+	e.hash = h
 	copy(e.id[:], id)
 	e.account = account
 	set(e)
-	s := &x.shards[h[0]]
-	s.mu.Lock()
-	s.m[h] = i
-	s.mu.Unlock()
+	t := x.table.Load()
+	if 2*(int(n)+1) > len(t.slots) {
+		t = x.grown(t)
+	}
+	t.insert(h, n)
+}
+
+// grown returns a table twice the size of t with t's keys, and publishes it.
+func (x *index) grown(t *table) *table {
+	g := newTable(2 * len(t.slots))
+	for i := range t.slots {
+		if s := t.slots[i].Load(); s != 0 {
+			g.insert(x.keys.at(uint32(s)-1).hash, uint32(s)-1)
+		}
+	}
+	x.table.Store(g)
+	return g
+}
+
+func (t *table) insert(h authz.KeyHash, n uint32) {
+	mask := uint64(len(t.slots) - 1)
+	i, tag := probe(&h)
+	for t.slots[i&mask].Load() != 0 {
+		i++
+	}
+	t.slots[i&mask].Store(tag | uint64(n+1))
 }
 
 // credential is what LookupKey reports of e.
