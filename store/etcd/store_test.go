@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -16,8 +17,15 @@ import (
 func TestConformance(t *testing.T) {
 	c := etcdtest.Start(t, 1)
 	var n atomic.Int64
+	cli := c.Client(t)
 	storetest.Run(t, func(t *testing.T, now func() time.Time) authz.Store {
-		return openTest(t, c, fmt.Sprintf("/conformance/%d/", n.Add(1)), Options{Now: now})
+		prefix := fmt.Sprintf("/conformance/%d/", n.Add(1))
+		t.Cleanup(func() { // after the store's Close
+			if err := Verify(context.Background(), cli, prefix); err != nil {
+				t.Errorf("Verify: %v", err)
+			}
+		})
+		return openTest(t, c, prefix, Options{Now: now})
 	})
 }
 
