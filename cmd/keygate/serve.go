@@ -102,7 +102,7 @@ func Open(c Config, log *slog.Logger) (_ *Main, err error) {
 	}()
 	m.store, err = bolt.Open(c.DBPath, bolt.Options{FlushInterval: c.FlushInterval})
 	if err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
+		return nil, dbOpenError(err, c.DBPath)
 	}
 	token := c.AdminToken
 	if token == "" {

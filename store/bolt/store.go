@@ -20,6 +20,10 @@ import (
 // Store in this process, holds the database file.
 var ErrLocked = errors.New("in use by another keygate process")
 
+// ErrNewerSchema is returned (wrapped) by Open for a database written by a
+// newer keygate, which this one must not change.
+var ErrNewerSchema = errors.New("written by a newer keygate")
+
 // errClosed is returned by every method of a closed Store.
 var errClosed = authz.Errorf(authz.EUnavailable, "the store is closed")
 
@@ -179,7 +183,7 @@ func initSchema(tx *bbolt.Tx) error {
 	}
 	switch {
 	case version > schemaVersion:
-		return fmt.Errorf("schema version %d is newer than this keygate supports (%d): upgrade keygate", version, schemaVersion)
+		return fmt.Errorf("%w: schema version %d is newer than this keygate supports (%d); upgrade keygate", ErrNewerSchema, version, schemaVersion)
 	case version < 1:
 		return fmt.Errorf("corrupt: unknown schema version %d", version)
 	}
