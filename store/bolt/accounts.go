@@ -22,22 +22,24 @@ func (s *Store) CreateAccount(ctx context.Context, name string, openingBalance i
 		return authz.Account{}, authz.Errorf(authz.EInvalid, "opening balance must not be negative, got %d", openingBalance)
 	}
 	now := s.now()
-	r := &storagev1.AccountRecord{
-		Id:         authz.NewAccountID(now),
-		Name:       name,
-		CreateTime: now.UnixNano(),
-		UpdateTime: now.UnixNano(),
-	}
-	err := s.update(ctx, func(tx *bbolt.Tx) (func(), error) {
+	id := authz.NewAccountID(now)
+	var r *storagev1.AccountRecord
+	err := s.update(ctx, func(tx *bbolt.Tx) (changed, error) {
+		r = &storagev1.AccountRecord{
+			Id:         id,
+			Name:       name,
+			CreateTime: now.UnixNano(),
+			UpdateTime: now.UnixNano(),
+		}
 		if openingBalance > 0 {
 			if _, err := appendLedger(tx, r, authz.BalanceChange{Kind: authz.LedgerOpen, Amount: openingBalance}, r.CreateTime); err != nil {
-				return nil, err
+				return changed{}, err
 			}
 		}
 		if err := put(tx.Bucket(bucketAccounts), []byte(r.Id), r); err != nil {
-			return nil, err
+			return changed{}, err
 		}
-		return func() { s.addAccount(r) }, nil
+		return changed{accounts: []string{id}}, nil
 	})
 	if err != nil {
 		return authz.Account{}, err
@@ -105,18 +107,18 @@ func (s *Store) SetAccountStatus(ctx context.Context, id string, status authz.Ac
 	}
 	disabled := status == authz.AccountDisabled
 	var r *storagev1.AccountRecord
-	err := s.update(ctx, func(tx *bbolt.Tx) (func(), error) {
+	err := s.update(ctx, func(tx *bbolt.Tx) (changed, error) {
 		b := tx.Bucket(bucketAccounts)
 		var err error
 		if r, err = getAccount(b, id); err != nil || r.Disabled == disabled {
-			return nil, err
+			return changed{}, err
 		}
 		r.Disabled = disabled
 		r.UpdateTime = s.now().UnixNano()
 		if err := put(b, []byte(id), r); err != nil {
-			return nil, err
+			return changed{}, err
 		}
-		return func() { s.account(id).disabled.Store(disabled) }, nil
+		return changed{accounts: []string{id}}, nil
 	})
 	if err != nil {
 		return authz.Account{}, err
@@ -132,27 +134,27 @@ func (s *Store) ChangeBalance(ctx context.Context, c authz.BalanceChange) (authz
 		return authz.LedgerEntry{}, err
 	}
 	var entry *storagev1.LedgerRecord
-	err := s.update(ctx, func(tx *bbolt.Tx) (func(), error) {
+	err := s.update(ctx, func(tx *bbolt.Tx) (changed, error) {
 		accounts := tx.Bucket(bucketAccounts)
 		r, err := getAccount(accounts, c.AccountID)
 		if err != nil {
-			return nil, err
+			return changed{}, err
 		}
 		if c.IdempotencyKey != "" {
 			if entry, err = replay(tx, c); entry != nil || err != nil {
-				return nil, err
+				return changed{}, err
 			}
 		}
 		if c.KeyID != "" && tx.Bucket(bucketAccountKeys).Get(accountKeyKey(c.AccountID, c.KeyID)) == nil {
-			return nil, authz.Errorf(authz.EInvalid, "%s is not a key of account %s", c.KeyID, c.AccountID)
+			return changed{}, authz.Errorf(authz.EInvalid, "%s is not a key of account %s", c.KeyID, c.AccountID)
 		}
 		if entry, err = appendLedger(tx, r, c, s.now().UnixNano()); err != nil {
-			return nil, err
+			return changed{}, err
 		}
 		if err := put(accounts, []byte(r.Id), r); err != nil {
-			return nil, err
+			return changed{}, err
 		}
-		return func() { s.account(r.Id).balance.Store(r.Balance) }, nil
+		return changed{accounts: []string{r.Id}}, nil
 	})
 	if err != nil {
 		return authz.LedgerEntry{}, err

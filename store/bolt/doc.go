@@ -46,8 +46,10 @@ Open refuses a file that is not a bbolt database, is corrupt, holds buckets
 of another program, or has a newer schema version, and leaves its data
 alone; an empty bbolt file is made a keygate database.
 
-Every write is its own transaction with an fsync, so write throughput is
-bounded by the disk's sync latency; reads of keys never touch the disk. The
+Concurrent writes share transactions and their fsync (bbolt's DB.Batch,
+waiting up to Options.BatchDelay for company), so that 32 writers reach
+about 15,000 writes a second where one fsync takes 0.3 ms; a lone write
+waits that delay. Reads of keys never touch the disk. The
 index holds every key in memory, in about 130 bytes a key and without Go
 pointers, so that the garbage collector does not scan it; once it is loaded,
 Open drops the file's pages from the process's memory (Linux). Last-used times

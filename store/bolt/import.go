@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -60,16 +61,25 @@ func (s *Store) Import(ctx context.Context, accounts []ImportAccount) ([]string,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	now := s.now()
-	if err := s.checkImport(accounts, now); err != nil {
-		return nil, err
-	}
 	ids := make([]string, len(accounts))
 	accountRecs := make([]*storagev1.AccountRecord, len(accounts))
 	var keyRecs []*storagev1.KeyRecord
+	// mu is taken inside the transaction (see batch.go) and kept until the
+	// index holds the new keys, so that no writer can claim their hashes
+	// in between.
+	locked := false
+	defer func() {
+		if locked {
+			s.mu.Unlock()
+		}
+	}()
 	err := s.db.Update(func(tx *bbolt.Tx) error {
+		s.mu.Lock()
+		locked = true
+		if err := s.checkImport(tx, accounts, now); err != nil {
+			return err
+		}
 		accountsB, keys, accountKeys := tx.Bucket(bucketAccounts), tx.Bucket(bucketKeys), tx.Bucket(bucketAccountKeys)
 		// New ids sort after every stored one, so the writes are appends:
 		// full pages make a smaller file and a faster load.
@@ -105,6 +115,10 @@ func (s *Store) Import(ctx context.Context, accounts []ImportAccount) ([]string,
 		return nil
 	})
 	if err != nil {
+		var ie *ImportError
+		if errors.As(err, &ie) {
+			return nil, err
+		}
 		return nil, dbError(err)
 	}
 	for _, r := range accountRecs {
@@ -117,8 +131,8 @@ func (s *Store) Import(ctx context.Context, accounts []ImportAccount) ([]string,
 }
 
 // checkImport validates accounts at now, and that no two keys, imported or
-// stored, share a hash. The caller holds mu.
-func (s *Store) checkImport(accounts []ImportAccount, now time.Time) error {
+// stored, share a hash. The caller holds mu, in write transaction tx.
+func (s *Store) checkImport(tx *bbolt.Tx, accounts []ImportAccount, now time.Time) error {
 	var bad []AccountError
 	seen := make(map[authz.KeyHash]struct{})
 	// The keys' account is not stored yet: validate them with a stand-in id.
@@ -132,6 +146,9 @@ func (s *Store) checkImport(accounts []ImportAccount, now time.Time) error {
 			k := &a.Keys[j]
 			nk := authz.NewKey{AccountID: standIn, Name: k.Name, ExpireTime: k.ExpireTime, Hash: k.Hash, Hint: k.Hint}
 			err = s.checkNewKey(&nk, now)
+			if err == nil && s.hashTaken(tx, k.Hash) {
+				err = errHashTaken
+			}
 			if _, dup := seen[k.Hash]; err == nil && dup {
 				err = authz.Errorf(authz.EConflict, "two imported keys have the same hash")
 			}

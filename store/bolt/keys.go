@@ -13,19 +13,9 @@ import (
 // CreateKey stores a new key of an existing account.
 func (s *Store) CreateKey(ctx context.Context, nk authz.NewKey) (authz.Key, error) {
 	var r *storagev1.KeyRecord
-	err := s.update(ctx, func(tx *bbolt.Tx) (func(), error) {
-		now := s.now()
-		if err := s.checkNewKey(&nk, now); err != nil {
-			return nil, err
-		}
-		if _, err := getAccount(tx.Bucket(bucketAccounts), nk.AccountID); err != nil {
-			return nil, err
-		}
-		r = newKeyRecord(authz.NewKeyID(now), &nk, now.UnixNano())
-		if err := insertKey(tx, r); err != nil {
-			return nil, err
-		}
-		return func() { s.addKey(r) }, nil
+	err := s.update(ctx, func(tx *bbolt.Tx) (ch changed, err error) {
+		r, err = s.insertNewKey(tx, &nk, s.now(), &ch)
+		return ch, err
 	})
 	if err != nil {
 		return authz.Key{}, err
@@ -97,17 +87,17 @@ func (s *Store) RevokeKey(ctx context.Context, id string) (authz.Key, error) {
 		return authz.Key{}, invalidKeyID(id)
 	}
 	var r *storagev1.KeyRecord
-	err := s.update(ctx, func(tx *bbolt.Tx) (func(), error) {
+	err := s.update(ctx, func(tx *bbolt.Tx) (changed, error) {
 		keys := tx.Bucket(bucketKeys)
 		var err error
 		if r, err = getKey(keys, id); err != nil || r.RevokeTime != 0 {
-			return nil, err
+			return changed{}, err
 		}
 		r.RevokeTime = s.now().UnixNano()
 		if err := put(keys, []byte(id), s.withLastUsed(r)); err != nil {
-			return nil, err
+			return changed{}, err
 		}
-		return func() { s.syncKey(r) }, nil
+		return changed{keys: []string{id}}, nil
 	})
 	if err != nil {
 		return authz.Key{}, err
@@ -127,46 +117,42 @@ func (s *Store) RotateKey(ctx context.Context, id string, grace time.Duration, r
 		return authz.Key{}, authz.Key{}, authz.Errorf(authz.EInvalid, "grace period must not be negative, got %s", grace)
 	}
 	var oldRec, newRec *storagev1.KeyRecord
-	err = s.update(ctx, func(tx *bbolt.Tx) (func(), error) {
+	err = s.update(ctx, func(tx *bbolt.Tx) (ch changed, err error) {
 		keys := tx.Bucket(bucketKeys)
-		var err error
 		if oldRec, err = getKey(keys, id); err != nil {
-			return nil, err
+			return ch, err
 		}
 		now := s.now()
 		if k := keyOf(oldRec); k.State(now) != authz.KeyActive {
-			return nil, authz.Errorf(authz.EConflict, "key %s is %s and cannot be rotated", id, k.State(now))
+			return ch, authz.Errorf(authz.EConflict, "key %s is %s and cannot be rotated", id, k.State(now))
 		}
 		if oldRec.ReplacedBy != "" {
-			return nil, authz.Errorf(authz.EConflict, "key %s has already been rotated: it is replaced by %s", id, oldRec.ReplacedBy)
+			return ch, authz.Errorf(authz.EConflict, "key %s has already been rotated: it is replaced by %s", id, oldRec.ReplacedBy)
 		}
 		replacement.AccountID, replacement.Name = oldRec.AccountId, oldRec.Name
 		if err := s.checkNewKey(&replacement, now); err != nil {
-			return nil, err
+			return ch, err
 		}
-		newRec = newKeyRecord(authz.NewKeyID(now), &replacement, now.UnixNano())
 		if grace == 0 {
 			oldRec.RevokeTime = now.UnixNano()
 		} else {
 			end, ok := unixNano(now.Add(grace))
 			if !ok {
-				return nil, authz.Errorf(authz.EInvalid, "grace period %s is too long", grace)
+				return ch, authz.Errorf(authz.EInvalid, "grace period %s is too long", grace)
 			}
 			if oldRec.ExpireTime == 0 || end < oldRec.ExpireTime {
 				oldRec.ExpireTime = end
 			}
 		}
+		if newRec, err = s.insertNewKey(tx, &replacement, now, &ch); err != nil {
+			return ch, err
+		}
 		oldRec.ReplacedBy = newRec.Id
 		if err := put(keys, []byte(id), s.withLastUsed(oldRec)); err != nil {
-			return nil, err
+			return ch, err
 		}
-		if err := insertKey(tx, newRec); err != nil {
-			return nil, err
-		}
-		return func() {
-			s.addKey(newRec)
-			s.syncKey(oldRec)
-		}, nil
+		ch.keys = append(ch.keys, id)
+		return ch, nil
 	})
 	if err != nil {
 		return authz.Key{}, authz.Key{}, err
@@ -174,18 +160,13 @@ func (s *Store) RotateKey(ctx context.Context, id string, grace time.Duration, r
 	return keyOf(s.withLastUsed(oldRec)), keyOf(newRec), nil
 }
 
-// checkNewKey validates nk at now and checks that its hash is new. The
-// caller holds mu, so that no other key with the hash can be added before
-// nk is.
+// checkNewKey validates nk at now.
 func (s *Store) checkNewKey(nk *authz.NewKey, now time.Time) error {
 	if err := nk.Validate(now); err != nil {
 		return err
 	}
 	if _, ok := unixNano(nk.ExpireTime); !ok {
 		return authz.Errorf(authz.EInvalid, "expire time %s is too far in the future", nk.ExpireTime.UTC().Format(time.RFC3339))
-	}
-	if s.idx.get(nk.Hash) != nil {
-		return authz.Errorf(authz.EConflict, "a key with this hash already exists")
 	}
 	return nil
 }
@@ -205,14 +186,6 @@ func (s *Store) withLastUsed(r *storagev1.KeyRecord) *storagev1.KeyRecord {
 		r.LastUsedTime = max(r.LastUsedTime, e.lastUsed.Load())
 	}
 	return r
-}
-
-// syncKey copies the revocation and expiry of a committed record to its
-// index entry. The caller holds mu.
-func (s *Store) syncKey(r *storagev1.KeyRecord) {
-	e := s.idx.get(authz.KeyHash(r.Hash))
-	e.expire.Store(r.ExpireTime)
-	e.revoked.Store(r.RevokeTime != 0)
 }
 
 func getKey(b *bbolt.Bucket, id string) (*storagev1.KeyRecord, error) {

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,6 +50,9 @@ type Options struct {
 	Now           func() time.Time // clock; nil = time.Now
 	FlushInterval time.Duration    // how often last-used times are flushed; 0 = 10s
 	LockTimeout   time.Duration    // how long Open waits for another process's file lock; 0 = 1s
+	// BatchDelay is how long a write waits for others to share its commit
+	// (bbolt's MaxBatchDelay); 0 = DefaultBatchDelay.
+	BatchDelay time.Duration
 }
 
 // Stats counts what a Store holds.
@@ -62,9 +66,11 @@ type Store struct {
 	now func() time.Time
 	idx *index
 
-	// mu serializes mutations, so that the index is updated in commit order.
+	// mu guards the index's writers, accounts and pending. It is never
+	// held while waiting for a write transaction (see batch.go).
 	mu        sync.Mutex
-	accounts  map[string]uint32 // account id -> entry number; guarded by mu
+	accounts  map[string]uint32            // account id -> entry number
+	pending   map[authz.KeyHash]pendingKey // claimed hashes of keys not in the index yet
 	nAccounts atomic.Int64
 	closed    atomic.Bool
 
@@ -94,11 +100,13 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, openError(path, opts.LockTimeout, err)
 	}
+	db.MaxBatchDelay = cmp.Or(opts.BatchDelay, DefaultBatchDelay)
 	s := &Store{
 		db:        db,
 		now:       opts.Now,
 		idx:       newIndex(),
 		accounts:  make(map[string]uint32),
+		pending:   make(map[authz.KeyHash]pendingKey),
 		stop:      make(chan struct{}),
 		flushDone: make(chan struct{}),
 	}
@@ -288,13 +296,6 @@ func (s *Store) Stats() Stats {
 // FlushLastUsed writes the last-used times recorded since the last flush,
 // in one transaction. On failure the times stay queued for the next flush.
 func (s *Store) FlushLastUsed() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.flushLocked()
-}
-
-// flushLocked is FlushLastUsed with mu held.
-func (s *Store) flushLocked() error {
 	dirty := s.idx.takeDirty()
 	if len(dirty) == 0 {
 		return nil
@@ -347,37 +348,11 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.flushDone
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		flushErr := s.flushLocked()
+		flushErr := s.FlushLastUsed()
 		s.closed.Store(true)
 		s.closeErr = errors.Join(flushErr, s.db.Close())
 	})
 	return s.closeErr
-}
-
-// update runs fn in a read-write transaction under mu and, once the
-// transaction has committed, runs the function fn returned (if any), which
-// updates memory.
-func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) (apply func(), err error)) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var apply func()
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		var err error
-		apply, err = fn(tx)
-		return err
-	})
-	if err != nil {
-		return dbError(err)
-	}
-	if apply != nil {
-		apply()
-	}
-	return nil
 }
 
 // view runs fn in a read-only transaction.
