@@ -23,6 +23,7 @@ Usage:
   keygate account <command> [flags]  manage accounts and balances
   keygate key <command> [flags]      manage API keys
   keygate import [flags] FILE        load accounts and keys from JSON Lines
+  keygate migrate [flags]            copy a bbolt database into etcd, or back
   keygate help [command]             show help
 
 Run "keygate <command> --help" for the flags of a command.
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runKey(ctx, rest, stdout, stderr)
 	case "import":
 		err = runImport(ctx, rest, stdout, stderr)
+	case "migrate":
+		err = runMigrate(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)

@@ -25,7 +25,6 @@ import (
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/envoy"
 	adminv1 "github.com/keygate/keygate/proto/keygate/admin/v1"
-	"github.com/keygate/keygate/store/bolt"
 )
 
 // Config is everything "keygate serve" can be told.
@@ -40,6 +39,8 @@ type Config struct {
 	HTTPAddr        string      // the HTTP check endpoint; empty: none
 	HTTPPathPrefix  string      // paths of the HTTP check endpoint
 	Defaults        authz.Route // what a route leaves unset; zero fields: authz.DefaultRoute
+	Store           string      // storeBolt (or empty) or storeEtcd
+	Etcd            EtcdConfig  // with storeEtcd
 }
 
 func runServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -52,10 +53,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 10*time.Second, "how often keys' last-used times are written to the database")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on shutdown")
 	checks := addCheckFlags(fs, &c)
+	stores := addStoreFlags(fs, &c)
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
 	if err := checks.apply(&c); err != nil {
+		return err
+	}
+	if err := stores.apply(&c); err != nil {
 		return err
 	}
 	c.AdminToken = envOr("KEYGATE_ADMIN_TOKEN", "")
@@ -76,7 +81,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 type Main struct {
 	cfg   Config
 	log   *slog.Logger
-	store *bolt.Store
+	store servedStore
 
 	grpcLis, adminLis net.Listener
 	grpcSrv           *grpc.Server
@@ -100,11 +105,15 @@ func Open(c Config, log *slog.Logger) (_ *Main, err error) {
 			}
 		}
 	}()
-	m.store, err = bolt.Open(c.DBPath, bolt.Options{FlushInterval: c.FlushInterval})
-	if err != nil {
-		return nil, dbOpenError(err, c.DBPath)
-	}
 	token := c.AdminToken
+	if token == "" && c.Store == storeEtcd {
+		if token, err = givenToken(c.TokenFile); err != nil {
+			return nil, err
+		}
+	}
+	if m.store, err = openStore(context.Background(), c, log); err != nil {
+		return nil, err
+	}
 	if token == "" {
 		path := c.TokenFile
 		if path == "" {
@@ -130,7 +139,7 @@ func Open(c Config, log *slog.Logger) (_ *Main, err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registerStoreGauges(reg, m.store)
+	reg.MustRegister(m.store.collectors()...)
 
 	m.grpcSrv = grpc.NewServer(checkServerOptions()...)
 	checker := authz.NewAuthorizer(m.store, nil).WithDefaults(c.Defaults)
@@ -169,6 +178,10 @@ func (m *Main) adminHandler(api http.Handler, reg *prometheus.Registry) http.Han
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
+		if err := m.store.ready(); err != nil {
+			http.Error(w, "not ready: "+authz.Message(err), http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -198,6 +211,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.health.Resume()
 	m.ready.Store(true)
+	go m.followReadiness(ctx)
 	m.log.Info("keygate serving", "check", m.GRPCAddr(), "http", m.HTTPAddr(), "admin", m.AdminAddr(), "db", m.cfg.DBPath)
 
 	var err error
@@ -248,16 +262,4 @@ func (m *Main) closeListeners() {
 			l.Close()
 		}
 	}
-}
-
-// registerStoreGauges exports the store's sizes.
-func registerStoreGauges(reg prometheus.Registerer, s *bolt.Store) {
-	reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "keygate_store_accounts", Help: "Accounts in the store.",
-		}, func() float64 { return float64(s.Stats().Accounts) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "keygate_store_keys", Help: "Keys in the store, of every state.",
-		}, func() float64 { return float64(s.Stats().Keys) }),
-	)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,9 +84,7 @@ var _ authz.Store = (*Store)(nil)
 // Open writes the schema version into an empty prefix, and refuses a
 // prefix that holds other data or a newer schema.
 func Open(ctx context.Context, cli *clientv3.Client, prefix string, opts Options) (*Store, error) {
-	if !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
+	prefix = withSlash(prefix)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -161,31 +158,12 @@ func (s *Store) load(ctx context.Context) (int64, error) {
 	gen := s.idx.gen
 	s.idx.mu.Unlock()
 
-	var rev int64
-	from, end := s.l.watched(), clientv3.GetPrefixRangeEnd(s.l.watched())
-	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(loadPage)}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
-		}
-		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-		resp, err := s.cli.Get(rctx, from, opts...)
-		cancel()
-		if err != nil {
-			return 0, s.etcdError(ctx, err)
-		}
-		if rev == 0 {
-			rev = resp.Header.Revision
-		}
-		s.idx.mu.Lock()
-		for _, kv := range resp.Kvs {
-			s.applyLocked(kv)
-		}
-		s.idx.mu.Unlock()
-		if !resp.More || len(resp.Kvs) == 0 {
-			break
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	rev, err := readAll(ctx, s.cli, s.l.watched(), s.opts.RequestTimeout, func(kv *mvccpb.KeyValue) error {
+		s.apply(kv)
+		return nil
+	})
+	if err != nil {
+		return 0, s.etcdError(ctx, err)
 	}
 	s.idx.mu.Lock()
 	s.idx.sweep(gen, rev)

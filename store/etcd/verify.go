@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
@@ -22,29 +24,15 @@ import (
 // idempotency key names an entry that carries it. It returns every
 // disagreement found, joined.
 func Verify(ctx context.Context, cli *clientv3.Client, prefix string) error {
-	if !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
+	prefix = withSlash(prefix)
 	l := layout(prefix)
 	kvs := map[string][]byte{}
-	var rev int64
-	for from, end := prefix, clientv3.GetPrefixRangeEnd(prefix); ; {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(loadPage)}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
-		}
-		resp, err := cli.Get(ctx, from, opts...)
-		if err != nil {
-			return err
-		}
-		rev = resp.Header.Revision
-		for _, kv := range resp.Kvs {
-			kvs[string(kv.Key)] = kv.Value
-		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			break
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	_, err := readAll(ctx, cli, prefix, time.Minute, func(kv *mvccpb.KeyValue) error {
+		kvs[string(kv.Key)] = kv.Value
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 
 	has := func(k string) bool { _, ok := kvs[k]; return ok }
@@ -124,4 +112,33 @@ func Verify(ctx context.Context, cli *clientv3.Client, prefix string) error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// readAll calls visit for every record under the prefix from at one
+// revision, in key order, and returns the revision. It reads in pages,
+// each bounded by pageTimeout.
+func readAll(ctx context.Context, cli *clientv3.Client, from string, pageTimeout time.Duration, visit func(kv *mvccpb.KeyValue) error) (int64, error) {
+	var rev int64
+	for end := clientv3.GetPrefixRangeEnd(from); ; {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(loadPage)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		pctx, cancel := context.WithTimeout(ctx, pageTimeout)
+		resp, err := cli.Get(pctx, from, opts...)
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+		rev = resp.Header.Revision
+		for _, kv := range resp.Kvs {
+			if err := visit(kv); err != nil {
+				return 0, err
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return rev, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
 }

@@ -1,0 +1,12 @@
+package record
+
+import storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
+
+// Dump is every record of a store, as a migration copies it from one
+// store to another. Idempotency keys are the IdempotencyKey of the ledger
+// entries they name; last-used times are in the key records.
+type Dump struct {
+	Accounts []*storagev1.AccountRecord
+	Keys     []*storagev1.KeyRecord
+	Ledger   []*storagev1.LedgerRecord
+}
