@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -27,6 +28,10 @@ var ErrNewerSchema = errors.New("written by a newer keygate")
 
 // errClosed is returned by every method of a closed Store.
 var errClosed = authz.Errorf(authz.EUnavailable, "the store is closed")
+
+// errDiskFull is returned by a write that found no space left for the file.
+// The write is rolled back; once space is freed, writes work again.
+var errDiskFull = authz.Errorf(authz.EUnavailable, "the database's disk is full; free space and retry")
 
 // schemaVersion is the layout this package reads and writes.
 const schemaVersion = 1
@@ -371,6 +376,8 @@ func dbError(err error) error {
 		return err
 	case errors.Is(err, berrors.ErrDatabaseNotOpen):
 		return errClosed
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return errDiskFull
 	}
 	return fmt.Errorf("bolt store: %w", err)
 }
