@@ -343,6 +343,10 @@ func (s *Store) flushEvery(d time.Duration) {
 			// A failed flush keeps its times queued; the next one, or
 			// Close, retries and reports.
 			_ = s.FlushLastUsed()
+			_ = s.db.View(func(tx *bbolt.Tx) error {
+				releasePages(s.db, tx.Size())
+				return nil
+			})
 		}
 	}
 }
