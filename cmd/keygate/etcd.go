@@ -123,8 +123,8 @@ func openEtcd(ctx context.Context, c Config, log *slog.Logger) (servedStore, err
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.Etcd.DialTimeout+c.Etcd.RequestTimeout)
-	defer cancel()
+	// Each read of the first load is bounded by RequestTimeout, not the
+	// whole load: a large prefix takes seconds to read.
 	s, err := etcd.Open(ctx, cli, c.Etcd.Prefix, etcd.Options{
 		MaxStaleness:   c.Etcd.MaxStaleness,
 		FlushInterval:  c.FlushInterval,

@@ -118,26 +118,31 @@ func Open(ctx context.Context, cli *clientv3.Client, prefix string, opts Options
 	return s, nil
 }
 
-// checkSchema writes the schema version into an empty prefix, or checks it.
+// checkSchema checks the schema version, or writes it into an empty
+// prefix. Only an empty prefix is compared as a whole: the compare reads
+// every key of the range.
 func (s *Store) checkSchema(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
-	empty := clientv3.Compare(clientv3.CreateRevision(string(s.l)), "=", 0).WithPrefix()
-	resp, err := s.cli.Txn(ctx).If(empty).
-		Then(clientv3.OpPut(s.l.schema(), schemaVersion)).
-		Else(clientv3.OpGet(s.l.schema())).Commit()
+	resp, err := s.cli.Get(ctx, s.l.schema())
 	if err != nil {
 		return s.etcdError(ctx, err)
 	}
-	if resp.Succeeded {
-		return nil
+	if len(resp.Kvs) == 0 {
+		empty := clientv3.Compare(clientv3.CreateRevision(string(s.l)), "=", 0).WithPrefix()
+		tresp, err := s.cli.Txn(ctx).If(empty).Then(clientv3.OpPut(s.l.schema(), schemaVersion)).Else(clientv3.OpGet(s.l.schema())).Commit()
+		switch {
+		case err != nil:
+			return s.etcdError(ctx, err)
+		case tresp.Succeeded:
+			return nil
+		}
+		if resp = (*clientv3.GetResponse)(tresp.Responses[0].GetResponseRange()); len(resp.Kvs) == 0 {
+			return fmt.Errorf("it holds data but no %q key: not a keygate prefix, or a migration into it is unfinished", schemaKey)
+		}
 	}
-	kvs := resp.Responses[0].GetResponseRange().Kvs
-	switch {
-	case len(kvs) == 0:
-		return fmt.Errorf("it holds data but no %q key: not a keygate prefix", schemaKey)
-	case string(kvs[0].Value) != schemaVersion:
-		return fmt.Errorf("schema version %q is not the one this keygate supports (%s): upgrade keygate", kvs[0].Value, schemaVersion)
+	if v := string(resp.Kvs[0].Value); v != schemaVersion {
+		return fmt.Errorf("schema version %q is not the one this keygate supports (%s): upgrade keygate", v, schemaVersion)
 	}
 	return nil
 }
