@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,45 +20,65 @@ const (
 	messageUnauthorized = "missing or wrong admin token"
 )
 
-// tokenCheck verifies "Bearer <token>" values against the admin token. It
-// keeps only the token's SHA-256 and compares digests in constant time, so
-// neither the token's bytes nor its length leak through timing. The zero
-// tokenCheck, made for an empty token, accepts nothing.
-type tokenCheck struct {
-	sum [sha256.Size]byte
-	set bool
+// Tokens is the set of admin tokens a server accepts. Set replaces it while
+// requests are served, so that tokens can be rotated without a restart. It
+// keeps only the tokens' SHA-256 and compares digests in constant time, so
+// neither a token's bytes nor its length leak through timing. An empty set
+// accepts nobody. It is safe for concurrent use.
+type Tokens struct {
+	sums atomic.Pointer[[][sha256.Size]byte]
 }
 
-func newTokenCheck(token string) tokenCheck {
-	if token == "" {
-		return tokenCheck{}
+// NewTokens returns a set of the given tokens; empty ones are left out.
+func NewTokens(tokens ...string) *Tokens {
+	t := new(Tokens)
+	t.Set(tokens...)
+	return t
+}
+
+// Set makes tokens, less empty ones, the accepted set.
+func (t *Tokens) Set(tokens ...string) {
+	sums := make([][sha256.Size]byte, 0, len(tokens))
+	for _, tok := range tokens {
+		if tok != "" {
+			sums = append(sums, sha256.Sum256([]byte(tok)))
+		}
 	}
-	return tokenCheck{sum: sha256.Sum256([]byte(token)), set: true}
+	t.sums.Store(&sums)
 }
 
 // verify reports whether values, the Authorization header values of one
-// request, are exactly one Bearer credential carrying the admin token.
-func (c tokenCheck) verify(values []string) bool {
-	if !c.set || len(values) != 1 {
+// request, are exactly one Bearer credential carrying an accepted token.
+// It compares with every token, so that the time taken does not say which
+// one matched.
+func (t *Tokens) verify(values []string) bool {
+	if len(values) != 1 {
 		return false
 	}
 	token, r := authz.BearerToken(values[0])
 	if r != authz.ReasonAllowed {
 		return false
 	}
+	sums := t.sums.Load()
+	if sums == nil {
+		return false // the zero Tokens
+	}
 	sum := sha256.Sum256([]byte(token))
-	return subtle.ConstantTimeCompare(sum[:], c.sum[:]) == 1
+	match := 0
+	for _, s := range *sums {
+		match |= subtle.ConstantTimeCompare(sum[:], s[:])
+	}
+	return match == 1
 }
 
 // UnaryAuthInterceptor returns a gRPC interceptor that answers
 // codes.Unauthenticated unless the call's "authorization" metadata is
-// "Bearer <token>". It guards every unary method of the server it is
-// installed on. An empty token authenticates nobody.
-func UnaryAuthInterceptor(token string) grpc.UnaryServerInterceptor {
-	check := newTokenCheck(token)
+// "Bearer <token>" with one of tokens. It guards every unary method of the
+// server it is installed on.
+func UnaryAuthInterceptor(tokens *Tokens) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
 		md, _ := metadata.FromIncomingContext(ctx)
-		if !check.verify(md.Get("authorization")) {
+		if !tokens.verify(md.Get("authorization")) {
 			return nil, status.Error(codes.Unauthenticated, messageUnauthorized)
 		}
 		return next(ctx, req)

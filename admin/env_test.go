@@ -69,7 +69,7 @@ func newEnv(t *testing.T) *env {
 	})
 	e.store = st
 	e.svc = admin.NewService(st, e.clock.now)
-	e.srv = httptest.NewServer(admin.NewHandler(e.svc, testToken))
+	e.srv = httptest.NewServer(admin.NewHandler(e.svc, admin.NewTokens(testToken)))
 	t.Cleanup(e.srv.Close)
 	e.client = admin.NewClient(e.srv.URL, testToken, e.srv.Client())
 	t.Cleanup(func() { e.assertNeverAnswered(t, testToken) })

@@ -21,7 +21,7 @@ func TestGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.UnaryInterceptor(admin.UnaryAuthInterceptor(testToken)))
+	srv := grpc.NewServer(grpc.UnaryInterceptor(admin.UnaryAuthInterceptor(admin.NewTokens(testToken))))
 	adminv1.RegisterAdminServer(srv, e.svc)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
@@ -65,7 +65,7 @@ func TestGRPC(t *testing.T) {
 	wantCode(t, err, codes.FailedPrecondition)
 
 	// An empty configured token lets nobody in, not even with an empty Bearer.
-	deny := admin.UnaryAuthInterceptor("")
+	deny := admin.UnaryAuthInterceptor(admin.NewTokens(""))
 	for _, v := range []string{"Bearer ", "Bearer", ""} {
 		in := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", v))
 		_, err := deny(in, req, &grpc.UnaryServerInfo{}, func(context.Context, any) (any, error) { return nil, nil })

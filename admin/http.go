@@ -42,16 +42,16 @@ type httpError struct {
 func (e *httpError) Error() string { return e.message }
 
 type handler struct {
-	svc   *Service
-	check tokenCheck
-	mux   *http.ServeMux
+	svc    *Service
+	tokens *Tokens
+	mux    *http.ServeMux
 }
 
 // NewHandler returns the JSON/HTTP transport of svc, serving the routes
 // listed in the package documentation. Every request must carry
-// "Authorization: Bearer <token>"; an empty token authenticates nobody.
-func NewHandler(svc *Service, token string) http.Handler {
-	h := &handler{svc: svc, check: newTokenCheck(token), mux: http.NewServeMux()}
+// "Authorization: Bearer <token>" with one of tokens.
+func NewHandler(svc *Service, tokens *Tokens) http.Handler {
+	h := &handler{svc: svc, tokens: tokens, mux: http.NewServeMux()}
 	groups := make(map[string][]*route)
 	for _, rt := range routes {
 		groups[rt.path] = append(groups[rt.path], rt)
@@ -66,7 +66,7 @@ func NewHandler(svc *Service, token string) http.Handler {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !h.check.verify(r.Header.Values("Authorization")) {
+	if !h.tokens.verify(r.Header.Values("Authorization")) {
 		w.Header().Set("WWW-Authenticate", wwwAuthenticate)
 		writeError(w, status.Error(codes.Unauthenticated, messageUnauthorized))
 		return

@@ -172,7 +172,7 @@ func TestHTTPAuth(t *testing.T) {
 
 func TestHTTPEmptyTokenAuthenticatesNobody(t *testing.T) {
 	e := newEnv(t)
-	srv := httptest.NewServer(admin.NewHandler(e.svc, ""))
+	srv := httptest.NewServer(admin.NewHandler(e.svc, admin.NewTokens()))
 	defer srv.Close()
 	for _, authorization := range []string{"", "Bearer ", "Bearer  ", "Bearer x"} {
 		req, _ := http.NewRequest("GET", srv.URL+"/v1/accounts", nil)

@@ -23,6 +23,8 @@ type cliFlags struct {
 	dbPath    string
 	output    string
 	timeout   time.Duration
+	// TLS of an https admin URL: the CA to trust, the client certificate.
+	caFile, certFile, keyFile string
 }
 
 func (c *cliFlags) register(fs *flag.FlagSet) {
@@ -31,6 +33,9 @@ func (c *cliFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.dbPath, "db", envOr("KEYGATE_DB", "keygate.db"), "database `file` whose admin token to use when no token is given (env KEYGATE_DB)")
 	fs.StringVar(&c.output, "o", "text", "output `format`: text or json")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the admin API")
+	fs.StringVar(&c.caFile, "tls-ca", envOr("KEYGATE_ADMIN_CA", ""), "PEM `file` of the CA that signed an https admin API's certificate (default: the system's CAs; env KEYGATE_ADMIN_CA)")
+	fs.StringVar(&c.certFile, "tls-cert", envOr("KEYGATE_ADMIN_CERT", ""), "PEM `file` of the client certificate to present (env KEYGATE_ADMIN_CERT)")
+	fs.StringVar(&c.keyFile, "tls-key", envOr("KEYGATE_ADMIN_KEY", ""), "PEM `file` of the client certificate's key (env KEYGATE_ADMIN_KEY)")
 }
 
 // client returns an admin API client, finding the token the way serve saves it.
@@ -49,7 +54,17 @@ func (c *cliFlags) client() (*admin.Client, error) {
 			return nil, fmt.Errorf("%w (set KEYGATE_ADMIN_TOKEN, or run where keygate serve keeps its database)", err)
 		}
 	}
-	return admin.NewClient(c.adminURL, token, &http.Client{Timeout: c.timeout}), nil
+	hc := &http.Client{Timeout: c.timeout}
+	if c.caFile != "" || c.certFile != "" || c.keyFile != "" {
+		tc, err := clientTLS(c.caFile, c.certFile, c.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin API TLS: %w", err)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc
+		hc.Transport = tr
+	}
+	return admin.NewClient(c.adminURL, token, hc), nil
 }
 
 // command is one admin subcommand: its synopsis, its own flags, and what it

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -87,9 +89,14 @@ func startServer(t *testing.T, db string, extra ...string) *server {
 			<-s.done
 		}
 	})
+	// Probe readiness; with TLS, whose certificate tests check themselves.
+	probe, hc := "http://"+s.admin+"/readyz", http.DefaultClient
+	if slices.Contains(extra, "--tls-cert") {
+		probe, hc = "https://"+s.admin+"/readyz", &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get("http://" + s.admin + "/readyz")
+		resp, err := hc.Get(probe)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

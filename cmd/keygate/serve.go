@@ -41,6 +41,11 @@ type Config struct {
 	Defaults        authz.Route // what a route leaves unset; zero fields: authz.DefaultRoute
 	Store           string      // storeBolt (or empty) or storeEtcd
 	Etcd            EtcdConfig  // with storeEtcd
+	// TLS of every listener; none when empty.
+	TLS TLSFiles
+	// AllowInsecureAdmin lets the admin API listen beyond loopback without
+	// TLS or with the token keygate generated.
+	AllowInsecureAdmin bool
 }
 
 func runServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -54,6 +59,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on shutdown")
 	checks := addCheckFlags(fs, &c)
 	stores := addStoreFlags(fs, &c)
+	addSecurityFlags(fs, &c)
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
@@ -91,11 +97,15 @@ type Main struct {
 	adminGRPC         *grpc.Server
 	health            *health.Server
 	ready             atomic.Bool
+	tokens            *tokenWatch
 }
 
 // Open opens the store, loads or creates the admin token and binds both
 // listeners. Nothing is served until Run.
 func Open(c Config, log *slog.Logger) (_ *Main, err error) {
+	if err := checkSecurity(c); err != nil {
+		return nil, err
+	}
 	m := &Main{cfg: c, log: log}
 	defer func() {
 		if err != nil {
@@ -130,6 +140,7 @@ func Open(c Config, log *slog.Logger) (_ *Main, err error) {
 			log.Info("admin token loaded", "file", path)
 		}
 	}
+	m.tokens = watchTokens(c, token, log)
 	if m.grpcLis, err = net.Listen("tcp", c.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("check service: %w", err)
 	}
@@ -154,15 +165,18 @@ func Open(c Config, log *slog.Logger) (_ *Main, err error) {
 	reflection.Register(m.grpcSrv)
 
 	svc := admin.NewService(m.store, nil)
-	m.adminGRPC = grpc.NewServer(grpc.UnaryInterceptor(admin.UnaryAuthInterceptor(token)))
+	m.adminGRPC = grpc.NewServer(grpc.UnaryInterceptor(admin.UnaryAuthInterceptor(m.tokens.set)))
 	adminv1.RegisterAdminServer(m.adminGRPC, svc)
 	m.adminSrv = &http.Server{
-		Handler:           m.adminHandler(admin.NewHandler(svc, token), reg),
+		Handler:           m.adminHandler(admin.NewHandler(svc, m.tokens.set), reg),
 		ReadHeaderTimeout: 10 * time.Second,
 		Protocols:         new(http.Protocols),
 	}
 	m.adminSrv.Protocols.SetHTTP1(true)
 	m.adminSrv.Protocols.SetUnencryptedHTTP2(true) // for admin gRPC clients
+	if err = m.secure(); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 

@@ -39,15 +39,31 @@ func loadOrCreateToken(path string) (token string, created bool, err error) {
 	return token, true, nil
 }
 
-// readToken reads a token file, refusing an empty one.
+// readToken reads the first token of a token file: the one the CLI
+// presents.
 func readToken(path string) (string, error) {
+	tokens, err := readTokens(path)
+	if err != nil {
+		return "", err
+	}
+	return tokens[0], nil
+}
+
+// readTokens reads a token file: one token a line, blank lines and lines
+// starting with # left out. It refuses a file without tokens.
+func readTokens(path string) ([]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("admin token: %w", err)
+		return nil, fmt.Errorf("admin token: %w", err)
 	}
-	token := strings.TrimSpace(string(b))
-	if token == "" {
-		return "", fmt.Errorf("admin token file %s is empty", path)
+	var tokens []string
+	for line := range strings.Lines(string(b)) {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			tokens = append(tokens, line)
+		}
 	}
-	return token, nil
+	if len(tokens) == 0 {
+		return nil, fmt.Errorf("admin token file %s holds no token", path)
+	}
+	return tokens, nil
 }
