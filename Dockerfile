@@ -12,9 +12,16 @@ COPY --from=build /out/keygate /keygate
 # The database (and the generated admin token beside it) live on a volume.
 COPY --from=build --chown=nonroot:nonroot /out/data /data
 VOLUME /data
+# In a container the admin API must listen on the container's interface to
+# be reachable at all; who reaches it is decided where the port is
+# published (docker run -p 127.0.0.1:9192:9192, a cluster-internal
+# Service). Hence KEYGATE_ALLOW_INSECURE_ADMIN: without it keygate refuses an
+# admin API beyond loopback that has no TLS (--tls-cert, --tls-key) or uses
+# the token it generated. Set it to false to have keygate insist on both.
 ENV KEYGATE_DB=/data/keygate.db \
     KEYGATE_GRPC_ADDR=:9191 \
-    KEYGATE_ADMIN_ADDR=:9192
+    KEYGATE_ADMIN_ADDR=:9192 \
+    KEYGATE_ALLOW_INSECURE_ADMIN=true
 EXPOSE 9191 9192
 USER nonroot:nonroot
 ENTRYPOINT ["/keygate"]
