@@ -25,7 +25,7 @@ func Dump(ctx context.Context, cli *clientv3.Client, prefix string) (record.Dump
 	l := layout(withSlash(prefix))
 	var d record.Dump
 	used := map[string]int64{}
-	rev, err := readAll(ctx, cli, string(l), dumpPageTimeout, func(kv *mvccpb.KeyValue) error {
+	rev, err := readAll(ctx, cli, string(l), 0, dumpPageTimeout, func(kv *mvccpb.KeyValue) error {
 		rest := strings.TrimPrefix(string(kv.Key), string(l))
 		var err error
 		switch dir, _, _ := strings.Cut(rest, "/"); dir + "/" {

@@ -33,7 +33,7 @@ func (l layout) schema() string              { return string(l) + schemaKey }
 func (l layout) watched() string             { return string(l) + watchedDir }
 func (l layout) accounts() string            { return string(l) + accountDir }
 func (l layout) account(id string) string    { return string(l) + accountDir + id }
-func (l layout) key(id string) string        { return string(l) + keyDir + id }
+func (l layout) key(id string) string        { return l.keyShard(shardOf(id)) + id }
 func (l layout) used(keyID string) string    { return string(l) + usedDir + keyID }
 func (l layout) hash(h authz.KeyHash) string { return string(l) + hashDir + hex.EncodeToString(h[:]) }
 
@@ -53,6 +53,25 @@ func (l layout) idempotency(accountID, key string) string {
 	return string(l) + idempotencyDir + accountID + "/" + key
 }
 
+// keyShards is the number of ranges key records are spread over. etcd
+// counts every key from a range's start to its end to answer a limited
+// read, so reading a range of n keys in pages costs n²/page: shards keep n
+// small when a replica loads millions of keys.
+const keyShards = 256
+
+// shardOf is the shard of a key id: the low byte of its FNV-1a hash, as two
+// hex digits. It must never change.
+func shardOf(id string) string {
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return fmt.Sprintf("%02x", h&0xff)
+}
+
+// keyShard is the prefix of the key records of one shard.
+func (l layout) keyShard(shard string) string { return string(l) + keyDir + shard + "/" }
+
 // watchedID splits the key of a watched record into its kind (accountDir or
 // keyDir) and id.
 func (l layout) watchedID(key string) (dir, id string, ok bool) {
@@ -60,9 +79,12 @@ func (l layout) watchedID(key string) (dir, id string, ok bool) {
 	if !ok {
 		return "", "", false
 	}
-	for _, dir := range []string{accountDir, keyDir} {
-		if id, ok := strings.CutPrefix(rest, dir); ok {
-			return dir, id, true
+	if id, ok := strings.CutPrefix(rest, accountDir); ok {
+		return accountDir, id, true
+	}
+	if rest, ok := strings.CutPrefix(rest, keyDir); ok {
+		if shard, id, ok := strings.Cut(rest, "/"); ok && shard == shardOf(id) {
+			return keyDir, id, true
 		}
 	}
 	return "", "", false

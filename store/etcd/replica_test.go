@@ -246,6 +246,27 @@ func TestMemberDown(t *testing.T) {
 	c.Restart(0)
 }
 
+// stayReady fails the test if a replica turns unready within d.
+func stayReady(t *testing.T, rs []*Store, d time.Duration) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		for i, r := range rs {
+			if err := r.Ready(); err != nil {
+				t.Fatalf("replica %d on a cluster without writes: %v", i, err)
+			}
+		}
+	}
+}
+
+// TestIdle: a replica stays fresh on a cluster that nobody writes to; etcd
+// confirms its watch's progress all the same.
+func TestIdle(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t, 1)
+	const maxStaleness = 500 * time.Millisecond
+	stayReady(t, replicas(t, c, 1, Options{MaxStaleness: maxStaleness}), 4*maxStaleness)
+}
+
 // TestClusterDown stops the whole cluster: checks go on from memory until
 // MaxStaleness, then fail; writes fail with EUnavailable; once the cluster
 // is back, replicas catch up by themselves and every acknowledged write is
@@ -297,6 +318,7 @@ func TestClusterDown(t *testing.T) {
 	if got, err := b.Account(t.Context(), k.AccountID); err != nil || got.Balance != 105 {
 		t.Errorf("account after the restart = %+v, %v; want the credit acknowledged before the outage", got, err)
 	}
+	stayReady(t, rs, 2*maxStaleness) // with no write since the restart
 	if _, err := a.RevokeKey(t.Context(), k.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +359,7 @@ func TestCompactedWhileDisconnected(t *testing.T) {
 	}
 	missed, _ := newKey(t, a, 10)
 	admin := c.Client(t)
-	if _, err := admin.Delete(t.Context(), "/keygate/"+keyDir+deleted.ID); err != nil {
+	if _, err := admin.Delete(t.Context(), layout("/keygate/").key(deleted.ID)); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := admin.Get(t.Context(), "/keygate/schema")

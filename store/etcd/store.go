@@ -115,6 +115,13 @@ func Open(ctx context.Context, cli *clientv3.Client, prefix string, opts Options
 	go s.follow(bg, rev)
 	go s.heartbeat(bg)
 	go s.flushEvery(bg)
+	// A load that took long leaves the memory proven complete only as of
+	// its start: wait for the watch to prove it current (a heartbeat or
+	// two) rather than return a store about to turn stale.
+	loaded, deadline := s.now(), time.Now().Add(s.opts.RequestTimeout)
+	for loaded-s.synced.Load() > int64(s.opts.MaxStaleness/2) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	return s, nil
 }
 
@@ -150,9 +157,6 @@ func (s *Store) checkSchema(ctx context.Context) error {
 // now is the time since start on the monotonic clock, as freshness uses it.
 func (s *Store) now() int64 { return int64(time.Since(s.start)) }
 
-// loadPage is how many records a snapshot reads per request.
-const loadPage = 5000
-
 // load reads every watched record at one revision, in pages, and merges it
 // into memory; keys the snapshot lacks are forgotten. It returns the
 // revision. Checks go on answering from memory meanwhile.
@@ -163,10 +167,16 @@ func (s *Store) load(ctx context.Context) (int64, error) {
 	gen := s.idx.gen
 	s.idx.mu.Unlock()
 
-	rev, err := readAll(ctx, s.cli, s.l.watched(), s.opts.RequestTimeout, func(kv *mvccpb.KeyValue) error {
+	apply := func(kv *mvccpb.KeyValue) error {
 		s.apply(kv)
 		return nil
-	})
+	}
+	// The accounts, then each shard of keys, all at the revision of the
+	// first read.
+	rev, err := readAll(ctx, s.cli, s.l.accounts(), 0, s.opts.RequestTimeout, apply)
+	for i := 0; i < keyShards && err == nil; i++ {
+		_, err = readAll(ctx, s.cli, s.l.keyShard(fmt.Sprintf("%02x", i)), rev, s.opts.RequestTimeout, apply)
+	}
 	if err != nil {
 		return 0, s.etcdError(ctx, err)
 	}
@@ -238,17 +248,42 @@ func (s *Store) follow(ctx context.Context, rev int64) {
 	}
 }
 
-// watch follows changes after rev until the watch ends, and returns the
+// watch follows changes from rev until the watch ends, and returns the
 // revision to resume from, or 0 when a new snapshot is needed.
+//
+// The watch starts at rev itself, whose changes memory holds already
+// (applying them again changes nothing): etcd answers progress requests
+// only for watches that start at or before its current revision, and on an
+// idle cluster rev+1 is in the future. For the same reason the watch is
+// started anew when progress requests go unanswered for three heartbeats:
+// the client library resumes a cut watch after the last revision it saw.
 func (s *Store) watch(ctx context.Context, rev int64) int64 {
 	// RequireLeader makes a member that has lost its cluster cut the watch
 	// instead of holding it open with nothing to say.
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	s.watchCtx.Store(&wctx)
-	wch := s.cli.Watch(wctx, s.l.watched(), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-	for resp := range wch {
+	wch := s.cli.Watch(wctx, s.l.watched(), clientv3.WithPrefix(), clientv3.WithRev(rev))
+	hb := s.heartbeatInterval()
+	t := time.NewTicker(hb)
+	defer t.Stop()
+	for {
+		var resp clientv3.WatchResponse
+		var ok bool
+		select {
+		case resp, ok = <-wch:
+		case <-t.C:
+			if asked := s.asked.Load(); asked != 0 && s.now()-asked > 3*int64(hb) {
+				return rev
+			}
+			continue
+		}
 		switch {
+		case !ok:
+			if ctx.Err() == nil {
+				sleep(ctx, 100*time.Millisecond) // a watch that ends at once must not spin
+			}
+			return rev
 		case resp.CompactRevision != 0:
 			s.log.Warn("the etcd history this replica needs was compacted; loading a new snapshot",
 				"revision", rev, "compacted", resp.CompactRevision)
@@ -273,14 +308,10 @@ func (s *Store) watch(ctx context.Context, rev int64) int64 {
 				s.applyLocked(ev.Kv)
 			}
 			s.idx.mu.Unlock()
-			rev = resp.Events[len(resp.Events)-1].Kv.ModRevision
+			rev = max(rev, resp.Events[len(resp.Events)-1].Kv.ModRevision)
 		}
 		s.rev.Store(rev)
 	}
-	if ctx.Err() == nil {
-		sleep(ctx, 100*time.Millisecond) // a watch that ends at once must not spin
-	}
-	return rev
 }
 
 // heartbeatInterval is how often a replica asks etcd to confirm that its

@@ -27,7 +27,7 @@ func Verify(ctx context.Context, cli *clientv3.Client, prefix string) error {
 	prefix = withSlash(prefix)
 	l := layout(prefix)
 	kvs := map[string][]byte{}
-	_, err := readAll(ctx, cli, prefix, time.Minute, func(kv *mvccpb.KeyValue) error {
+	_, err := readAll(ctx, cli, prefix, 0, time.Minute, func(kv *mvccpb.KeyValue) error {
 		kvs[string(kv.Key)] = kv.Value
 		return nil
 	})
@@ -53,7 +53,8 @@ func Verify(ctx context.Context, cli *clientv3.Client, prefix string) error {
 			accounts[id] = r
 		}
 	})
-	under(keyDir, func(id string, v []byte) {
+	under(keyDir, func(rest string, v []byte) {
+		_, id, _ := strings.Cut(rest, "/") // after the shard
 		r, err := record.Decode[storagev1.KeyRecord](v)
 		switch {
 		case err != nil:
@@ -114,13 +115,15 @@ func Verify(ctx context.Context, cli *clientv3.Client, prefix string) error {
 	return errors.Join(errs...)
 }
 
-// readAll calls visit for every record under the prefix from at one
-// revision, in key order, and returns the revision. It reads in pages,
-// each bounded by pageTimeout.
-func readAll(ctx context.Context, cli *clientv3.Client, from string, pageTimeout time.Duration, visit func(kv *mvccpb.KeyValue) error) (int64, error) {
-	var rev int64
+// readPage is how many records readAll reads per request.
+const readPage = 20000
+
+// readAll calls visit for every record under the prefix from, in key order,
+// at revision rev (0: the current one), which it returns. It reads in
+// pages, each bounded by pageTimeout.
+func readAll(ctx context.Context, cli *clientv3.Client, from string, rev int64, pageTimeout time.Duration, visit func(kv *mvccpb.KeyValue) error) (int64, error) {
 	for end := clientv3.GetPrefixRangeEnd(from); ; {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(loadPage)}
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(readPage)}
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}
