@@ -46,6 +46,7 @@ type options struct {
 	warmup, window     time.Duration
 	requests, rounds   int
 	smoke, profile     bool
+	writes             bool
 	readyTimeout       time.Duration
 	opaDir             string
 }
@@ -71,6 +72,7 @@ type report struct {
 	Rounds      int            `json:"rounds"`
 	Rows        []row          `json:"rows"`
 	ImportRates map[int]string `json:"import"` // keys -> keygate import's own summary
+	Writes      []writeRow     `json:"writes"`
 }
 
 func main() {
@@ -90,6 +92,7 @@ func main() {
 	flag.DurationVar(&o.readyTimeout, "ready-timeout", 5*time.Minute, "how long a server may take to start")
 	flag.StringVar(&o.opaDir, "opa", "bench/opa", "`dir` holding policy.rego")
 	flag.BoolVar(&o.profile, "profile", false, "write CPU profiles of keygate and the do-nothing server to the work dir (<server>-<keys>.pprof)")
+	flag.BoolVar(&o.writes, "writes", true, "also measure writes through the admin API from 32 clients")
 	flag.BoolVar(&o.smoke, "smoke", false, "a few seconds on small key counts, failing if any server answers wrongly (for CI)")
 	flag.Parse()
 	if o.smoke {
@@ -147,6 +150,12 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		rep.Rows = append(rep.Rows, rows...)
+	}
+	if o.writes {
+		var err error
+		if rep.Writes, err = measureWrites(ctx, o); err != nil {
+			return err
+		}
 	}
 	b, _ := json.MarshalIndent(rep, "", "  ")
 	if err := os.WriteFile(filepath.Join(o.work, "results.json"), b, 0o644); err != nil {
@@ -340,7 +349,12 @@ func checkSmoke(rep report) error {
 			return fmt.Errorf("smoke: %s allowed %.1f%% of Checks, want %.0f%%", r.Server, 100*share, 100*want)
 		}
 	}
-	fmt.Printf("smoke: %d measurements, every server answered as expected\n", len(rep.Rows))
+	for _, w := range rep.Writes {
+		if w.Writes == 0 {
+			return fmt.Errorf("smoke: no %s write finished", w.Op)
+		}
+	}
+	fmt.Printf("smoke: %d measurements, every server answered as expected; %d kinds of writes\n", len(rep.Rows), len(rep.Writes))
 	return nil
 }
 

@@ -75,6 +75,13 @@ func writeMarkdown(path string, rep report) error {
 			}
 		}
 	}
+	if len(rep.Writes) > 0 {
+		b.WriteString("\nWrites through the admin API (JSON over HTTP) from 32 clients at once, each acknowledged once it is on disk:\n\n")
+		b.WriteString("| write | writes/s | p50 ms | p99 ms | server CPU µs/write |\n|---|---:|---:|---:|---:|\n")
+		for _, w := range rep.Writes {
+			fmt.Fprintf(&b, "| %s | %.0f | %.1f | %.1f | %.0f |\n", w.Op, w.PerSecond, w.P50, w.P99, w.ServerCPU)
+		}
+	}
 	b.WriteString("\n" + endMarker)
 	text := string(old)
 	i, j := strings.Index(text, beginMarker), strings.Index(text, endMarker)
