@@ -254,6 +254,15 @@ func mapEntry(b []byte, m map[string]string) error {
 // nextField reads the field at the start of b. ok says whether it is
 // length-delimited, v is then its contents; rest is what follows the field.
 func nextField(b []byte) (num protowire.Number, ok bool, v, rest []byte, err error) {
+	// Most fields of a CheckRequest are length-delimited with a tag and a
+	// length of one byte each.
+	if len(b) >= 2 && b[0] < 0x80 && b[1] < 0x80 && protowire.Type(b[0]&7) == protowire.BytesType && b[0]>>3 != 0 {
+		n := 2 + int(b[1])
+		if n > len(b) {
+			return 0, false, nil, nil, errWire
+		}
+		return protowire.Number(b[0] >> 3), true, b[2:n:n], b[n:], nil
+	}
 	num, typ, n := protowire.ConsumeTag(b)
 	if n < 0 || num > protowire.MaxValidNumber {
 		return 0, false, nil, nil, errWire
