@@ -70,8 +70,8 @@ func BenchmarkLookupKey(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			if _, found, _ := s.LookupKey(ctx, hashes[i%keys]); !found {
-				b.Fatal("not found")
+			if _, found, err := s.LookupKey(ctx, hashes[i%keys]); !found {
+				b.Fatal("not found", err)
 			}
 			i++
 		}
@@ -81,8 +81,8 @@ func BenchmarkLookupKey(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			i := rand.IntN(keys)
 			for pb.Next() {
-				if _, found, _ := s.LookupKey(ctx, hashes[i%keys]); !found {
-					b.Fatal("not found")
+				if _, found, err := s.LookupKey(ctx, hashes[i%keys]); !found {
+					b.Fatal("not found", err)
 				}
 				i++
 			}
@@ -94,8 +94,8 @@ func BenchmarkLookupKey(b *testing.B) {
 			i := rand.IntN(keys)
 			for pb.Next() {
 				h := hashes[i%keys]
-				if _, found, _ := s.LookupKey(ctx, h); !found {
-					b.Fatal("not found")
+				if _, found, err := s.LookupKey(ctx, h); !found {
+					b.Fatal("not found", err)
 				}
 				s.MarkUsed(h, time.Now())
 				i++

@@ -6,19 +6,23 @@ without a global lock and without allocating.
 
 # Following etcd
 
-Open reads every account and key at one etcd revision (in pages of 5000),
-then watches them from the next revision. Each change is applied in memory
-in revision order, once: the write that made a change applies it at once,
-so that the next LookupKey on this replica sees it, and the watch brings it
-to every other replica. When the watch is cut, it is resumed from the last
-revision applied; when that revision has been compacted away, the replica
-loads a new snapshot and merges it into memory, answering checks from the
-old state meanwhile.
+Open reads every account and key at one etcd revision, then watches them
+from that revision. Each change is applied in memory in revision order,
+once: the write that made a change applies it at once, so that the next
+LookupKey on this replica sees it, and the watch brings it to every other
+replica. When the watch is cut, it is resumed from the last revision
+applied; when that revision has been compacted away, the replica loads a
+new snapshot and merges it into memory, answering checks from the old
+state meanwhile. Key records are spread over 256 ranges (shards) so that a
+snapshot of millions of keys reads in linear time: etcd counts every key
+of a range on each limited read.
 
 Every heartbeat (a tenth of Options.MaxStaleness, at most a second) the
 replica asks etcd, on the watch stream, to confirm that it has sent every
 change so far; each answer proves the memory complete as of the time the
-request was sent. Stats.Lag is the time since the newest such proof. When
+request was sent (etcd answers only watches that start at or before its
+current revision, so a watch is started anew when its requests go
+unanswered). Stats.Lag is the time since the newest such proof. When
 the lag passes MaxStaleness (the cluster is down, has lost quorum, or is
 unreachable), LookupKey and Ready fail with EUnavailable instead of
 answering from memory that may miss a revocation; they answer again as
@@ -53,7 +57,7 @@ messages of keygate.storage.v1:
 
 	schema                         "1"
 	w/a/<account id>               AccountRecord (watched)
-	w/k/<key id>                   KeyRecord (watched)
+	w/k/<shard>/<key id>           KeyRecord (watched); shard: 2 hex digits of the id's FNV-1a hash
 	hash/<hex SHA-256>             key id: claims a secret's hash
 	account-key/<account>/<key>    empty: lists an account's keys
 	ledger/<account>/<016x seq>    LedgerRecord

@@ -413,3 +413,27 @@ func TestRetriedOnAnotherReplica(t *testing.T) {
 		t.Errorf("ledger has %d entries, want 1", len(l))
 	}
 }
+
+// TestLastUsedAcrossReplicas: last-used times flushed by one replica are
+// read by the others, and an older time flushed later never replaces a
+// newer one.
+func TestLastUsedAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t, 1)
+	rs := replicas(t, c, 2, Options{FlushInterval: time.Hour})
+	a, b := rs[0], rs[1]
+	k, _ := newKey(t, a, 1)
+	waitFor(t, "key on B", func() bool { _, found, _ := b.LookupKey(t.Context(), k.Hash); return found })
+	newer, older := storetest.Start.Add(time.Hour), storetest.Start
+	a.MarkUsed(k.Hash, newer)
+	b.MarkUsed(k.Hash, older)
+	for _, r := range []*Store{a, b} { // the older time last
+		if err := r.FlushLastUsed(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := openTest(t, c, "/keygate/", Options{})
+	if got, err := fresh.Key(t.Context(), k.ID); err != nil || !got.LastUsedTime.Equal(newer) {
+		t.Errorf("LastUsedTime on a new replica = %v, %v; want %v", got.LastUsedTime, err, newer)
+	}
+}

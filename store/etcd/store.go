@@ -408,15 +408,14 @@ func (s *Store) MarkUsed(h authz.KeyHash, t time.Time) {
 	}
 }
 
-// Close stops following etcd, writes pending last-used times and closes
-// the client. Later calls return the first call's result.
+// Close stops following etcd, writes pending last-used times (giving up
+// once a write fails) and closes the client. Later calls
+// return the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		s.done.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
-		defer cancel()
-		flushErr := s.flush(ctx)
+		flushErr := s.flush(context.Background()) // each transaction has RequestTimeout
 		s.closed.Store(true)
 		s.closeErr = errors.Join(flushErr, s.cli.Close())
 	})

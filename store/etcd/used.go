@@ -3,14 +3,19 @@ package etcd
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // usedPerTxn is how many last-used times one transaction writes, within
-// etcd's default limit of 128 operations.
-const usedPerTxn = 100
+// etcd's default limit of 128 operations; flushWorkers how many such
+// transactions a flush has in flight.
+const (
+	usedPerTxn   = 100
+	flushWorkers = 8
+)
 
 // FlushLastUsed writes the last-used times recorded since the last flush.
 // Each is written only if it is newer than the stored one, so replicas
@@ -36,21 +41,44 @@ func (s *Store) flush(ctx context.Context) error {
 		}
 		sh.mu.RUnlock()
 	}
+	// Transactions of usedPerTxn times, flushWorkers at a time.
+	sem := make(chan struct{}, flushWorkers)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
 	for start := 0; start < len(batch); start += usedPerTxn {
 		end := min(start+usedPerTxn, len(batch))
 		var ops []clientv3.Op
 		for i := start; i < end; i++ {
 			ops = append(ops, raise(s.l.used(batch[i].id), encodeTime(times[i])))
 		}
-		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-		_, err := s.cli.Txn(rctx).Then(ops...).Commit()
-		cancel()
-		if err != nil {
-			return fmt.Errorf("flush last-used times: %w", s.etcdError(ctx, err))
+		sem <- struct{}{}
+		mu.Lock()
+		failed := len(errs) > 0
+		mu.Unlock()
+		if failed { // etcd is unreachable or refuses: the rest waits for the next flush
+			<-sem
+			break
 		}
-		for i := start; i < end; i++ {
-			batch[i].flushed = times[i]
-		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+			_, err := s.cli.Txn(rctx).Then(ops...).Commit()
+			cancel()
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				return
+			}
+			for i := start; i < end; i++ {
+				batch[i].flushed = times[i]
+			}
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return fmt.Errorf("flush last-used times: %w", s.etcdError(ctx, errs[0]))
 	}
 	return nil
 }
