@@ -99,6 +99,7 @@ func etcdClient(e EtcdConfig) (*clientv3.Client, error) {
 		Username:             e.Username,
 		Password:             e.Password,
 		Logger:               zap.NewNop(), // the store logs what matters, through slog
+		DialOptions:          etcd.ReconnectOptions(),
 	}
 	if cfg.Username != "" && cfg.Password == "" && e.PasswordFile != "" {
 		p, err := readToken(e.PasswordFile)

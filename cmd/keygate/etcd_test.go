@@ -55,7 +55,7 @@ func etcdConfig(c *etcdtest.Cluster, maxStaleness time.Duration) Config {
 // startReplica runs a replica with cfg until the test ends.
 func startReplica(t *testing.T, cfg Config) *replica {
 	t.Helper()
-	m, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m, err := Open(cfg, slog.New(slog.NewTextHandler(t.Output(), nil))) // shown when the test fails
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // startTimeout bounds how long a cluster may take to elect a leader.
@@ -141,10 +143,11 @@ func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 	return cli
 }
 
-// ClientConfig is a client configuration for tests: quiet, and quick to
-// notice a lost member.
+// ClientConfig is a client configuration for tests: quiet, quick to notice
+// a lost member and to reconnect to one that is back.
 func ClientConfig(endpoints []string) clientv3.Config {
 	return clientv3.Config{
+		DialOptions:          []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, MaxDelay: time.Second}, MinConnectTimeout: time.Second})},
 		Endpoints:            endpoints,
 		DialTimeout:          5 * time.Second,
 		DialKeepAliveTime:    time.Second,
