@@ -1,7 +1,8 @@
 // Package kubernetes holds manifests that run keygate replicas on etcd, and
 // the test that checks the fields keygate relies on: the flags are real
-// flags of "keygate serve", the probes reach the endpoints keygate serves,
-// and the Services and the PodDisruptionBudget select the Deployment's pods.
+// flags of "keygate serve", the container's command line runs against a
+// real etcd and passes its probes, and the Services and the
+// PodDisruptionBudget select the Deployment's pods.
 package kubernetes
 
 import (
@@ -9,15 +10,22 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/keygate/keygate/store/etcd/etcdtest"
 )
 
 // The parts of the Kubernetes objects the test reads.
@@ -99,10 +107,20 @@ func load(t *testing.T, path string) map[string]object {
 	return objs
 }
 
-// serveFlags returns the flags "keygate serve --help" lists.
-func serveFlags(t *testing.T) string {
+// keygate builds the keygate binary into a temporary directory.
+func keygate(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("go", "run", "../../cmd/keygate", "serve", "--help").CombinedOutput()
+	bin := filepath.Join(t.TempDir(), "keygate")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/keygate").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// serveFlags returns the flags "keygate serve --help" lists.
+func serveFlags(t *testing.T, bin string) string {
+	t.Helper()
+	out, err := exec.Command(bin, "serve", "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("keygate serve --help: %v\n%s", err, out)
 	}
@@ -132,7 +150,8 @@ func TestManifests(t *testing.T) {
 	if len(c.Args) == 0 || c.Args[0] != "serve" {
 		t.Fatalf("args %q do not run keygate serve", c.Args)
 	}
-	help := serveFlags(t)
+	bin := keygate(t)
+	help := serveFlags(t, bin)
 	flags := map[string]string{}
 	for _, a := range c.Args[1:] {
 		name, value, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
@@ -159,6 +178,13 @@ func TestManifests(t *testing.T) {
 		if err != nil || port != strconv.Itoa(ports[name]) || host != "" && host != "0.0.0.0" {
 			t.Errorf("--%s=%q does not listen on every interface on port %s (%d)", flag, flags[flag], name, ports[name])
 		}
+	}
+
+	// keygate serve refuses an admin API beyond loopback without TLS unless
+	// told that the network is trusted. (The Serve test below binds
+	// loopback only, so it cannot see that refusal.)
+	if _, insecure := flags["allow-insecure-admin"]; !insecure && flags["tls-cert"] == "" {
+		t.Error("the admin API listens beyond loopback: keygate serve needs --tls-cert or --allow-insecure-admin")
 	}
 
 	// The admin token comes from a Secret: replicas on etcd share one.
@@ -208,6 +234,7 @@ func TestManifests(t *testing.T) {
 	if pdb := objs["PodDisruptionBudget/keygate"]; pdb.Spec.MinAvailable < 1 || pdb.Spec.MinAvailable >= dep.Spec.Replicas {
 		t.Errorf("minAvailable %d: want at least 1 and fewer than the %d replicas", pdb.Spec.MinAvailable, dep.Spec.Replicas)
 	}
+	t.Run("Serve", func(t *testing.T) { serve(t, bin, c, ports) })
 	if svc := objs["Service/keygate"]; len(svc.Spec.Ports) != 1 || fmt.Sprint(svc.Spec.Ports[0].TargetPort) != "grpc" || svc.Spec.Ports[0].Protocol != "grpc" {
 		t.Errorf("Service/keygate ports %+v: want the grpc port, appProtocol grpc", svc.Spec.Ports)
 	}
@@ -225,4 +252,84 @@ func selects(selector fields, labels map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// serve runs the container's command line, with its etcd endpoints and
+// ports replaced by a real etcd cluster and free loopback ports, and checks
+// that the probes pass: the startup probe's gRPC health service, /readyz
+// and /healthz.
+func serve(t *testing.T, bin string, c container, ports map[string]int) {
+	cluster := etcdtest.Start(t, 1)
+	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
+	args := slices.Clone(c.Args)
+	for i, a := range args {
+		switch name, _, _ := strings.Cut(a, "="); name {
+		case "--etcd-endpoints":
+			args[i] = name + "=" + strings.Join(cluster.Endpoints(), ",")
+		case "--grpc-addr":
+			args[i] = name + "=" + grpcAddr
+		case "--admin-addr":
+			args[i] = name + "=" + adminAddr
+		}
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "KEYGATE_ADMIN_TOKEN=manifest-test-token")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("keygate serve:\n%s", stderr.String())
+		}
+	}()
+
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	health := healthpb.NewHealthClient(conn)
+	for _, p := range []struct {
+		what string
+		ok   func() bool
+	}{
+		{"startupProbe", func() bool {
+			resp, err := health.Check(t.Context(), &healthpb.HealthCheckRequest{Service: c.StartupProbe.GRPC.Service})
+			return err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING
+		}},
+		{"readinessProbe", func() bool { return get(adminAddr, c.ReadinessProbe.HTTPGet.Path) == http.StatusOK }},
+		{"livenessProbe", func() bool { return get(adminAddr, c.LivenessProbe.HTTPGet.Path) == http.StatusOK }},
+	} {
+		deadline := time.Now().Add(20 * time.Second)
+		for !p.ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s does not pass within 20s", p.what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// get returns the status of GET http://addr/path, 0 when it fails.
+func get(addr, path string) int {
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
