@@ -389,7 +389,9 @@ func (s *Store) Stats() Stats {
 // replica has been out of touch with etcd for longer than MaxStaleness.
 func (s *Store) LookupKey(_ context.Context, h authz.KeyHash) (authz.Credential, bool, error) {
 	if s.stale.Load() || s.closed.Load() {
-		return authz.Credential{}, false, s.Ready()
+		if err := s.Ready(); err != nil { // else it caught up meanwhile
+			return authz.Credential{}, false, err
+		}
 	}
 	k := s.idx.get(h)
 	if k == nil {
