@@ -25,7 +25,9 @@ that fails leaves a prefix keygate refuses: delete it with
 must not exist. Writes made on etcd after that revision are not copied:
 stop the replicas' admin traffic first.
 
-Both directions check the copy: every record must agree with the others.`
+The copy is checked: in etcd every record must agree with the others (the
+checks of etcd.Verify); a new bbolt file must open, which checks every
+account and key.`
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("migrate", migrateSynopsis, stderr)

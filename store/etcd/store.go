@@ -128,19 +128,19 @@ func Open(ctx context.Context, cli *clientv3.Client, prefix string, opts Options
 // checkSchema checks the schema version, or writes it into an empty
 // prefix. Only an empty prefix is compared as a whole: the compare reads
 // every key of the range.
-func (s *Store) checkSchema(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+func (s *Store) checkSchema(outer context.Context) error {
+	ctx, cancel := context.WithTimeout(outer, s.opts.RequestTimeout)
 	defer cancel()
 	resp, err := s.cli.Get(ctx, s.l.schema())
 	if err != nil {
-		return s.etcdError(ctx, err)
+		return s.etcdError(outer, err)
 	}
 	if len(resp.Kvs) == 0 {
 		empty := clientv3.Compare(clientv3.CreateRevision(string(s.l)), "=", 0).WithPrefix()
 		tresp, err := s.cli.Txn(ctx).If(empty).Then(clientv3.OpPut(s.l.schema(), schemaVersion)).Else(clientv3.OpGet(s.l.schema())).Commit()
 		switch {
 		case err != nil:
-			return s.etcdError(ctx, err)
+			return s.etcdError(outer, err)
 		case tresp.Succeeded:
 			return nil
 		}
