@@ -26,7 +26,7 @@ generate: tools
 
 # bench runs keygate, a do-nothing grpc-go server and OPA-Envoy side by side
 # (servers on CPU 0, the load generator on CPU 1) and rewrites
-# docs/benchmarks.md and its chart. It takes about 20 minutes.
+# docs/benchmarks.md and its chart. It takes about 16 minutes.
 BENCH_FLAGS ?= -keys 1000,100000,1000000 -inflight 16,64
 bench: bench-build
 	taskset -c 1 go run ./bench/run -bin $(BIN) $(BENCH_FLAGS) -md docs/benchmarks.md -svg docs/benchmarks.svg

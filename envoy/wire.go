@@ -61,17 +61,14 @@ func newWireRequest() *wireRequest {
 // decode fills w.msg from the encoded CheckRequest b and returns it.
 func (w *wireRequest) decode(b []byte) (*authv3.CheckRequest, error) {
 	w.reset()
-	for len(b) > 0 {
-		num, ok, v, rest, err := nextField(b)
-		if err != nil {
-			return nil, err
+	err := eachField(b, func(num protowire.Number, v []byte) error {
+		if num == fieldAttributes {
+			return w.attributes(v)
 		}
-		if ok && num == fieldAttributes {
-			if err := w.attributes(v); err != nil {
-				return nil, err
-			}
-		}
-		b = rest
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return &w.msg, nil
 }
@@ -92,78 +89,37 @@ func (w *wireRequest) reset() {
 }
 
 func (w *wireRequest) attributes(b []byte) error {
-	for len(b) > 0 {
-		num, ok, v, rest, err := nextField(b)
-		if err != nil {
-			return err
+	return eachField(b, func(num protowire.Number, v []byte) error {
+		switch num {
+		case fieldRequest:
+			return eachField(v, func(num protowire.Number, v []byte) error {
+				if num == fieldHTTP {
+					return w.httpRequest(v)
+				}
+				return nil
+			})
+		case fieldContextExtensions:
+			return mapEntry(v, w.attrs.ContextExtensions)
 		}
-		switch {
-		case !ok:
-		case num == fieldRequest:
-			err = w.httpOf(v)
-		case num == fieldContextExtensions:
-			err = mapEntry(v, w.attrs.ContextExtensions)
-		}
-		if err != nil {
-			return err
-		}
-		b = rest
-	}
-	return nil
-}
-
-// httpOf reads an AttributeContext.Request for its http field.
-func (w *wireRequest) httpOf(b []byte) error {
-	for len(b) > 0 {
-		num, ok, v, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		if ok && num == fieldHTTP {
-			if err := w.httpRequest(v); err != nil {
-				return err
-			}
-		}
-		b = rest
-	}
-	return nil
+		return nil
+	})
 }
 
 func (w *wireRequest) httpRequest(b []byte) error {
-	for len(b) > 0 {
-		num, ok, v, rest, err := nextField(b)
-		if err != nil {
-			return err
+	return eachField(b, func(num protowire.Number, v []byte) error {
+		switch num {
+		case fieldHeaders:
+			return headerEntry(v, w.http.Headers)
+		case fieldHeaderMap:
+			return eachField(v, func(num protowire.Number, v []byte) error {
+				if num == fieldHeaderMapHeaders {
+					return w.headerValue(v)
+				}
+				return nil
+			})
 		}
-		switch {
-		case !ok:
-		case num == fieldHeaders:
-			err = headerEntry(v, w.http.Headers)
-		case num == fieldHeaderMap:
-			err = w.headerMapOf(v)
-		}
-		if err != nil {
-			return err
-		}
-		b = rest
-	}
-	return nil
-}
-
-func (w *wireRequest) headerMapOf(b []byte) error {
-	for len(b) > 0 {
-		num, ok, v, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		if ok && num == fieldHeaderMapHeaders {
-			if err := w.headerValue(v); err != nil {
-				return err
-			}
-		}
-		b = rest
-	}
-	return nil
+		return nil
+	})
 }
 
 func (w *wireRequest) headerValue(b []byte) error {
@@ -173,48 +129,26 @@ func (w *wireRequest) headerValue(b []byte) error {
 	}
 	hv := w.values[n]
 	w.headerMap.Headers = append(w.headerMap.Headers, hv)
-	for len(b) > 0 {
-		num, ok, v, rest, err := nextField(b)
-		if err != nil {
-			return err
+	return eachField(b, func(num protowire.Number, v []byte) (err error) {
+		switch num {
+		case fieldKey:
+			hv.Key, err = utf8String(v)
+		case fieldValue:
+			hv.Value, err = utf8String(v)
+		case fieldRawValue:
+			hv.RawValue = v
 		}
-		if ok {
-			switch num {
-			case fieldKey:
-				hv.Key, err = utf8String(v)
-			case fieldValue:
-				hv.Value, err = utf8String(v)
-			case fieldRawValue:
-				hv.RawValue = v[:len(v):len(v)]
-			}
-		}
-		if err != nil {
-			return err
-		}
-		b = rest
-	}
-	return nil
+		return err
+	})
 }
 
 // headerEntry reads an entry of HttpRequest.headers into m if its key names
 // a credential header, the only ones RequestFromCheck looks up there. The
 // value of another header is not read, nor checked for UTF-8.
 func headerEntry(b []byte, m map[string]string) error {
-	var key, value []byte
-	for len(b) > 0 {
-		num, ok, v, rest, err := nextField(b)
-		if err != nil {
-			return err
-		}
-		if ok {
-			switch num {
-			case fieldKey:
-				key = v
-			case fieldValue:
-				value = v
-			}
-		}
-		b = rest
+	key, value, err := entry(b)
+	if err != nil {
+		return err
 	}
 	if _, wanted := authz.SourceOf(unsafeString(key)); !wanted {
 		return nil
@@ -228,26 +162,59 @@ func headerEntry(b []byte, m map[string]string) error {
 
 // mapEntry reads a map<string, string> entry into m.
 func mapEntry(b []byte, m map[string]string) error {
-	var key, value string
+	key, value, err := entry(b)
+	if err != nil {
+		return err
+	}
+	k, err := utf8String(key)
+	if err != nil {
+		return err
+	}
+	v, err := utf8String(value)
+	if err != nil {
+		return err
+	}
+	m[k] = v
+	return nil
+}
+
+// entry reads the key and value of a map entry: the last of each, empty
+// when absent. A key or value that a later one replaces must be UTF-8, as
+// proto.Unmarshal checks each; the caller checks the last ones it reads.
+func entry(b []byte) (key, value []byte, err error) {
+	err = eachField(b, func(num protowire.Number, v []byte) error {
+		var replaced []byte
+		switch num {
+		case fieldKey:
+			replaced, key = key, v
+		case fieldValue:
+			replaced, value = value, v
+		}
+		if !utf8.Valid(replaced) {
+			return errWire
+		}
+		return nil
+	})
+	return key, value, err
+}
+
+// eachField calls fn with the number and contents of every length-delimited
+// field of b, in order, and returns the first error of b's framing or of fn.
+// Fields of other wire types are skipped, as proto.Unmarshal keeps a known
+// field of an unexpected type as an unknown one.
+func eachField(b []byte, fn func(num protowire.Number, v []byte) error) error {
 	for len(b) > 0 {
 		num, ok, v, rest, err := nextField(b)
 		if err != nil {
 			return err
 		}
 		if ok {
-			switch num {
-			case fieldKey:
-				key, err = utf8String(v)
-			case fieldValue:
-				value, err = utf8String(v)
+			if err := fn(num, v); err != nil {
+				return err
 			}
-		}
-		if err != nil {
-			return err
 		}
 		b = rest
 	}
-	m[key] = value
 	return nil
 }
 
