@@ -44,8 +44,10 @@ type member struct {
 }
 
 // Start starts a cluster of n members and waits until it has a leader. It
-// is stopped when t ends.
-func Start(t testing.TB, n int) *Cluster {
+// is stopped when t ends. Each option may change each member's
+// configuration before it starts: clients use https when it sets
+// ClientTLSInfo.
+func Start(t testing.TB, n int, options ...func(*embed.Config)) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t}
 	var initial []string
@@ -62,6 +64,12 @@ func Start(t testing.TB, n int) *Cluster {
 		cfg.TickMs, cfg.ElectionMs = 50, 500
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 		cfg.ListenMetricsUrls = nil
+		for _, o := range options {
+			o(cfg)
+		}
+		if !cfg.ClientTLSInfo.Empty() {
+			cfg.ListenClientUrls[0].Scheme, cfg.AdvertiseClientUrls[0].Scheme = "https", "https"
+		}
 		c.members = append(c.members, &member{cfg: cfg, relay: &relay{addr: client.Host}})
 		initial = append(initial, cfg.Name+"="+peer.String())
 	}
