@@ -30,20 +30,10 @@ import (
 // writes a second on a disk that syncs in 0.3 ms.
 const DefaultBatchDelay = time.Millisecond
 
-// changed names the records a write changed whose state the index holds,
-// and the key hashes it claimed (see claimHash).
+// changed names the records a write changed whose state the index holds.
 type changed struct {
 	accounts []string // account ids
 	keys     []string // key ids
-	claims   []authz.KeyHash
-}
-
-// pendingKey is a key hash that a write transaction has inserted and whose
-// key is not in the index yet: committed, or still to commit, or rolled
-// back (bbolt then reuses the id for the next write transaction).
-type pendingKey struct {
-	txid int
-	tx   *bbolt.Tx
 }
 
 // update runs fn in a shared write transaction and, once it has committed,
@@ -52,18 +42,13 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) (changed, erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var (
-		ch   changed
-		last *bbolt.Tx // of fn's last run
-	)
+	var ch changed
 	err := s.db.Batch(func(tx *bbolt.Tx) error {
 		var err error
 		ch, err = fn(tx)
-		last = tx
 		return err
 	})
 	if err != nil {
-		s.unclaim(ch.claims, last)
 		return dbError(err)
 	}
 	return s.sync(ch)
@@ -96,7 +81,6 @@ func (s *Store) sync(ch changed) error {
 				continue
 			}
 			s.addKey(r)
-			delete(s.pending, h)
 		}
 		return nil
 	})
@@ -123,46 +107,17 @@ func (s *Store) syncAccount(tx *bbolt.Tx, id string) error {
 	return nil
 }
 
-// claimHash checks, in write transaction tx, that no key has hash h, stored
-// or being stored, and claims h for tx. It fails with EConflict otherwise.
-func (s *Store) claimHash(tx *bbolt.Tx, h authz.KeyHash) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.hashTaken(tx, h) {
-		return errHashTaken
-	}
-	s.pending[h] = pendingKey{txid: tx.ID(), tx: tx}
-	return nil
-}
-
 var errHashTaken = authz.Errorf(authz.EConflict, "a key with this hash already exists")
 
-// hashTaken reports whether a key with hash h is in the index, or claimed
-// by tx or by a transaction that committed before it. A claim whose
-// transaction rolled back, leaving its id to tx, does not count. The caller
-// holds mu.
-func (s *Store) hashTaken(tx *bbolt.Tx, h authz.KeyHash) bool {
-	if s.idx.get(h) != nil {
-		return true
-	}
-	p, ok := s.pending[h]
-	return ok && (p.tx == tx || p.txid != tx.ID())
+// hashTaken reports whether a key with hash h is stored, or was written
+// earlier in tx. Uniqueness is decided inside the transaction, so a batch
+// that bbolt rolls back and runs again sees only what really committed.
+func hashTaken(tx *bbolt.Tx, h authz.KeyHash) bool {
+	return tx.Bucket(bucketKeyHashes).Get(h[:]) != nil
 }
 
-// unclaim drops the claims that write transaction tx made, after tx failed.
-func (s *Store) unclaim(hs []authz.KeyHash, tx *bbolt.Tx) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, h := range hs {
-		if p, ok := s.pending[h]; ok && p.tx == tx {
-			delete(s.pending, h)
-		}
-	}
-}
-
-// insertNewKey validates nk at now, checks that its account exists, claims
-// its hash, and writes it in write transaction tx, noting in ch the new key
-// and the claim.
+// insertNewKey validates nk at now, checks that its account exists, and
+// writes it in write transaction tx, noting the new key in ch.
 func (s *Store) insertNewKey(tx *bbolt.Tx, nk *authz.NewKey, now time.Time, ch *changed) (*storagev1.KeyRecord, error) {
 	if err := s.checkNewKey(nk, now); err != nil {
 		return nil, err
@@ -170,10 +125,6 @@ func (s *Store) insertNewKey(tx *bbolt.Tx, nk *authz.NewKey, now time.Time, ch *
 	if _, err := getAccount(tx.Bucket(bucketAccounts), nk.AccountID); err != nil {
 		return nil, err
 	}
-	if err := s.claimHash(tx, nk.Hash); err != nil {
-		return nil, err
-	}
-	ch.claims = append(ch.claims, nk.Hash)
 	r := newKeyRecord(authz.NewKeyID(now), nk, now.UnixNano())
 	if err := insertKey(tx, r); err != nil {
 		return nil, err

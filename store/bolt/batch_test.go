@@ -172,3 +172,56 @@ func TestBatchWithFailingWrite(t *testing.T) {
 		t.Errorf("balance %d after %d good debits", got.Balance, good.Load())
 	}
 }
+
+// TestCreateKeysBesideFailingWrites creates keys while another writer keeps
+// failing in the same batches. bbolt then rolls a batch back and runs its
+// functions again; no creation may take its own earlier run's write for
+// another key's and fail with a conflict.
+func TestCreateKeysBesideFailingWrites(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "keygate.db"), Options{FlushInterval: time.Hour})
+	ctx := t.Context()
+	acct, err := s.CreateAccount(ctx, "acme", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked, err := s.CreateKey(ctx, storetest.NewKey(acct.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RevokeKey(ctx, revoked.ID); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	failing := make(chan struct{})
+	go func() {
+		defer close(failing)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, _, err := s.RotateKey(ctx, revoked.ID, 0, storetest.NewKey(acct.ID)); authz.Code(err) != authz.EConflict {
+				t.Errorf("rotating a revoked key: %v, want a conflict", err)
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 150 {
+				if _, err := s.CreateKey(ctx, storetest.NewKey(acct.ID)); err != nil {
+					t.Errorf("CreateKey: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-failing
+	if got := s.Stats().Keys; got != 1+8*150 {
+		t.Fatalf("store holds %d keys, want %d", got, 1+8*150)
+	}
+}

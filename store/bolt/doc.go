@@ -18,6 +18,7 @@ cursor order is creation order.
 	accounts      account id -> AccountRecord
 	keys          key id -> KeyRecord
 	account_keys  account id + key id -> empty
+	key_hashes    SHA-256 of a key's secret -> key id (keeps hashes unique)
 	ledger        account id + 8-byte big-endian seq -> LedgerRecord
 	idempotency   account id + 0x00 + idempotency key -> 8-byte big-endian seq
 

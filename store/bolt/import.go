@@ -65,18 +65,7 @@ func (s *Store) Import(ctx context.Context, accounts []ImportAccount) ([]string,
 	ids := make([]string, len(accounts))
 	accountRecs := make([]*storagev1.AccountRecord, len(accounts))
 	var keyRecs []*storagev1.KeyRecord
-	// mu is taken inside the transaction (see batch.go) and kept until the
-	// index holds the new keys, so that no writer can claim their hashes
-	// in between.
-	locked := false
-	defer func() {
-		if locked {
-			s.mu.Unlock()
-		}
-	}()
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		s.mu.Lock()
-		locked = true
 		if err := s.checkImport(tx, accounts, now); err != nil {
 			return err
 		}
@@ -121,6 +110,8 @@ func (s *Store) Import(ctx context.Context, accounts []ImportAccount) ([]string,
 		}
 		return nil, dbError(err)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, r := range accountRecs {
 		s.addAccount(r)
 	}
@@ -131,7 +122,7 @@ func (s *Store) Import(ctx context.Context, accounts []ImportAccount) ([]string,
 }
 
 // checkImport validates accounts at now, and that no two keys, imported or
-// stored, share a hash. The caller holds mu, in write transaction tx.
+// stored, share a hash, in write transaction tx.
 func (s *Store) checkImport(tx *bbolt.Tx, accounts []ImportAccount, now time.Time) error {
 	var bad []AccountError
 	seen := make(map[authz.KeyHash]struct{})
@@ -146,7 +137,7 @@ func (s *Store) checkImport(tx *bbolt.Tx, accounts []ImportAccount, now time.Tim
 			k := &a.Keys[j]
 			nk := authz.NewKey{AccountID: standIn, Name: k.Name, ExpireTime: k.ExpireTime, Hash: k.Hash, Hint: k.Hint}
 			err = s.checkNewKey(&nk, now)
-			if err == nil && s.hashTaken(tx, k.Hash) {
+			if err == nil && hashTaken(tx, k.Hash) {
 				err = errHashTaken
 			}
 			if _, dup := seen[k.Hash]; err == nil && dup {

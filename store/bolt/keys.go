@@ -171,9 +171,17 @@ func (s *Store) checkNewKey(nk *authz.NewKey, now time.Time) error {
 	return nil
 }
 
-// insertKey writes a new key and lists it under its account.
+// insertKey writes a new key, indexes its hash and lists it under its
+// account. It fails with EConflict when a key with the same hash is stored
+// or was written earlier in tx.
 func insertKey(tx *bbolt.Tx, r *storagev1.KeyRecord) error {
+	if hashTaken(tx, authz.KeyHash(r.Hash)) {
+		return errHashTaken
+	}
 	if err := put(tx.Bucket(bucketKeys), []byte(r.Id), r); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketKeyHashes).Put(r.Hash, []byte(r.Id)); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketAccountKeys).Put(accountKeyKey(r.AccountId, r.Id), nil)

@@ -42,10 +42,11 @@ var (
 	bucketAccounts    = []byte("accounts")
 	bucketKeys        = []byte("keys")
 	bucketAccountKeys = []byte("account_keys")
+	bucketKeyHashes   = []byte("key_hashes")
 	bucketLedger      = []byte("ledger")
 	bucketIdempotency = []byte("idempotency")
 
-	allBuckets = [][]byte{bucketMeta, bucketAccounts, bucketKeys, bucketAccountKeys, bucketLedger, bucketIdempotency}
+	allBuckets = [][]byte{bucketMeta, bucketAccounts, bucketKeys, bucketAccountKeys, bucketKeyHashes, bucketLedger, bucketIdempotency}
 
 	metaVersion = []byte("version")
 )
@@ -71,11 +72,10 @@ type Store struct {
 	now func() time.Time
 	idx *index
 
-	// mu guards the index's writers, accounts and pending. It is never
-	// held while waiting for a write transaction (see batch.go).
+	// mu guards the index's writers and accounts. It is never held while
+	// waiting for a write transaction (see batch.go).
 	mu        sync.Mutex
-	accounts  map[string]uint32            // account id -> entry number
-	pending   map[authz.KeyHash]pendingKey // claimed hashes of keys not in the index yet
+	accounts  map[string]uint32 // account id -> entry number
 	nAccounts atomic.Int64
 	closed    atomic.Bool
 
@@ -111,7 +111,6 @@ func Open(path string, opts Options) (*Store, error) {
 		now:       opts.Now,
 		idx:       newIndex(),
 		accounts:  make(map[string]uint32),
-		pending:   make(map[authz.KeyHash]pendingKey),
 		stop:      make(chan struct{}),
 		flushDone: make(chan struct{}),
 	}
