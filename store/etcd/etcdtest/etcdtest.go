@@ -32,9 +32,10 @@ const startTimeout = 30 * time.Second
 // Cluster is an embedded etcd cluster. Its methods fail the test that
 // started it on error.
 type Cluster struct {
-	t       testing.TB
-	mu      sync.Mutex
-	members []*member
+	t        testing.TB
+	mu       sync.Mutex
+	members  []*member
+	stopping sync.WaitGroup // members that StopAll is closing
 }
 
 type member struct {
@@ -76,7 +77,10 @@ func Start(t testing.TB, n int, options ...func(*embed.Config)) *Cluster {
 	for _, m := range c.members {
 		m.cfg.InitialCluster = strings.Join(initial, ",")
 	}
-	t.Cleanup(c.StopAll)
+	t.Cleanup(func() {
+		c.StopAll()
+		c.stopping.Wait()
+	})
 	c.start(c.all()...)
 	return c
 }
@@ -104,6 +108,7 @@ func (c *Cluster) all() []int {
 // of a cluster does not get ready alone), and waits until they are ready.
 func (c *Cluster) start(is ...int) {
 	c.t.Helper()
+	c.stopping.Wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, i := range is {
@@ -180,11 +185,13 @@ func (c *Cluster) Stop(i int) {
 // Restart starts member i, which was stopped, and waits until it is ready.
 func (c *Cluster) Restart(i int) { c.start(i) }
 
-// StopAll stops every member, all at once: it cuts their clients off,
-// stops their raft loops (so that no leader waits to hand over to a
-// member that is stopping too), then closes them.
+// StopAll stops every member, all at once: it cuts their clients off and
+// returns, then stops their raft loops (so that no leader waits to hand
+// over to a member that is stopping too) and closes them in the
+// background. Restarts, and the end of the test, wait for that.
 func (c *Cluster) StopAll() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	var es []*embed.Etcd
 	for _, m := range c.members {
 		m.relay.cut()
@@ -193,16 +200,17 @@ func (c *Cluster) StopAll() {
 			m.etcd = nil
 		}
 	}
-	c.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, e := range es {
-		wg.Go(e.Server.HardStop)
-	}
-	wg.Wait()
-	for _, e := range es {
-		wg.Go(e.Close)
-	}
-	wg.Wait()
+	c.stopping.Go(func() {
+		var wg sync.WaitGroup
+		for _, e := range es {
+			wg.Go(e.Server.HardStop)
+		}
+		wg.Wait()
+		for _, e := range es {
+			wg.Go(e.Close)
+		}
+		wg.Wait()
+	})
 }
 
 // RestartAll starts every member, all stopped, and waits until they are
