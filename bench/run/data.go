@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -99,16 +100,7 @@ func newDataSet(dir string, n, nRequests int) (*dataSet, error) {
 		}
 		d.requests = append(d.requests, b)
 	}
-	return d, errorsOf(imp.Close(), opa.Close())
-}
-
-func errorsOf(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return d, errors.Join(imp.Close(), opa.Close())
 }
 
 // envoyCheck is the CheckRequest Envoy's HTTP ext_authz filter sends for a

@@ -21,7 +21,7 @@ import (
 // instead of changing memory.
 //
 // Once its transaction has committed, a writer brings the index up to date
-// by reading back the records it changed (sync). Writers of several
+// by reading back the records it changed (syncIndex). Writers of several
 // transactions may sync in any order: each sync reads the newest committed
 // state, so the index never goes back.
 
@@ -51,11 +51,11 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) (changed, erro
 	if err != nil {
 		return dbError(err)
 	}
-	return s.sync(ch)
+	return s.syncIndex(ch)
 }
 
-// sync copies the committed state of the records ch names into the index.
-func (s *Store) sync(ch changed) error {
+// syncIndex copies the committed state of the records ch names into the index.
+func (s *Store) syncIndex(ch changed) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.db.View(func(tx *bbolt.Tx) error {
