@@ -48,7 +48,8 @@ func (wireCodec) Name() string { return proto.Name }
 
 // RegisterWire registers s's Check on gs, in place of
 // authv3.RegisterAuthorizationServer, for a gs made with WireCodec.
-// Interceptors see a CheckRequest that holds only the fields Check reads.
+// Interceptors see a CheckRequest that holds only the fields Check reads,
+// in memory that is reused once the call is over: they must not keep it.
 func (s *Server) RegisterWire(gs *grpc.Server) {
 	desc := authv3.Authorization_ServiceDesc
 	desc.HandlerType = (*any)(nil)
@@ -67,9 +68,19 @@ func (s *Server) wireHandler(_ any, ctx context.Context, dec func(any) error, in
 	if interceptor == nil {
 		return s.checkCall(ctx, c)
 	}
-	return interceptor(ctx, &c.w.msg, checkInfo, func(ctx context.Context, _ any) (any, error) {
-		return s.checkCall(ctx, c)
+	var handled, answered bool
+	a, err := interceptor(ctx, &c.w.msg, checkInfo, func(ctx context.Context, _ any) (any, error) {
+		handled = true
+		r, err := s.checkCall(ctx, c)
+		answered = err == nil
+		return r, err
 	})
+	// c goes to the codec only as the answer; checkCall released it if it
+	// failed.
+	if (!handled || answered) && a != any(c) {
+		c.release()
+	}
+	return a, err
 }
 
 // checkCall decides c and encodes the answer into it. On error it releases

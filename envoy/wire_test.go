@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,9 +13,11 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -242,3 +245,44 @@ type rawCodec struct{}
 func (rawCodec) Marshal(v any) ([]byte, error)      { return v.([]byte), nil }
 func (rawCodec) Unmarshal(data []byte, v any) error { *v.(*[]byte) = bytes.Clone(data); return nil }
 func (rawCodec) Name() string                       { return "proto" }
+
+// TestWireInterceptor checks that a unary interceptor on the wire path sees
+// a CheckRequest with the fields Check reads, and can refuse the call.
+func TestWireInterceptor(t *testing.T) {
+	f := newFixture(t)
+	srv := envoy.NewServer(f.authz, prometheus.NewRegistry())
+	var seen atomic.Value
+	intercept := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		r := req.(*authv3.CheckRequest)
+		seen.Store(envoy.RequestFromCheck(r).Authorization + " " + info.FullMethod)
+		if r.GetAttributes().GetRequest().GetHttp().GetHeaders()["authorization"] == "refuse" {
+			return nil, status.Error(codes.PermissionDenied, "refused by the interceptor")
+		}
+		return handler(ctx, req)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(grpc.ForceServerCodecV2(envoy.WireCodec()), grpc.UnaryInterceptor(intercept))
+	srv.RegisterWire(gs)
+	go gs.Serve(lis)
+	defer gs.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := authv3.NewAuthorizationClient(conn)
+
+	resp, err := client.Check(t.Context(), envoyCheck(shapes[0], f.bearer(f.activeKey)))
+	if err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+		t.Fatalf("Check through the interceptor: %v, %v", resp.GetStatus(), err)
+	}
+	if want := f.bearer(f.activeKey) + " " + authv3.Authorization_Check_FullMethodName; seen.Load() != want {
+		t.Errorf("the interceptor saw %q, want %q", seen.Load(), want)
+	}
+	if _, err := client.Check(t.Context(), envoyCheck(shapes[0], "refuse")); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("refused call: %v", err)
+	}
+}
