@@ -230,7 +230,8 @@ func TestMemberDown(t *testing.T) {
 	for i, r := range rs {
 		waitFor(t, fmt.Sprintf("replica %d sees the changes", i), func() bool {
 			cred, _, err := r.LookupKey(t.Context(), revoked.Hash)
-			return err == nil && cred.Revoked && r.idx.get(k.Hash).account.balance.Load() == 50
+			debited, _, _ := r.LookupKey(t.Context(), k.Hash)
+			return err == nil && cred.Revoked && debited.Balance == 50
 		})
 		if d := decide(t, r, secret); !d.Allowed() {
 			t.Errorf("replica %d: %+v", i, d)
@@ -282,7 +283,7 @@ func TestClusterDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range rs {
-		waitFor(t, "credit everywhere", func() bool { return r.idx.get(k.Hash).account.balance.Load() == 105 })
+		waitFor(t, "credit everywhere", func() bool { cred, _, _ := r.LookupKey(t.Context(), k.Hash); return cred.Balance == 105 })
 	}
 
 	c.StopAll()
