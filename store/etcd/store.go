@@ -77,9 +77,10 @@ type Store struct {
 var _ authz.Store = (*Store)(nil)
 
 // Open loads a snapshot of the keygate records under prefix from etcd and
-// starts following their changes. It takes ownership of cli: Close closes
-// it. prefix is used as given, with a "/" added if it lacks one. ctx bounds
-// the first load only.
+// starts following their changes. It takes ownership of cli (best made
+// with ReconnectOptions among its DialOptions): Close closes it. prefix
+// is used as given, with a "/" added if it lacks one. ctx bounds the first
+// load only.
 //
 // Open writes the schema version into an empty prefix, and refuses a
 // prefix that holds other data or a newer schema.
