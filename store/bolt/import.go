@@ -1,9 +1,13 @@
 package bolt
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -95,10 +99,30 @@ func (s *Store) Import(ctx context.Context, accounts []ImportAccount) ([]string,
 			for j := range a.Keys {
 				nk := authz.NewKey{AccountID: r.Id, Name: a.Keys[j].Name, ExpireTime: a.Keys[j].ExpireTime, Hash: a.Keys[j].Hash, Hint: a.Keys[j].Hint}
 				kr := newKeyRecord(authz.NewKeyID(now), &nk, r.CreateTime)
-				if err := insertKey(tx, kr); err != nil {
+				if err := putKey(tx, kr); err != nil {
 					return err
 				}
 				keyRecs = append(keyRecs, kr)
+			}
+		}
+		// Hashes are random: written in their own order they would be
+		// inserted all over one ever-growing node, in time quadratic in
+		// the number of keys (100,000 keys took 7.7 s).
+		type hashed struct {
+			prefix uint64 // the hash's first 8 bytes, for quick comparisons
+			r      *storagev1.KeyRecord
+		}
+		byHash := make([]hashed, len(keyRecs))
+		for i, kr := range keyRecs {
+			byHash[i] = hashed{binary.BigEndian.Uint64(kr.Hash), kr}
+		}
+		slices.SortFunc(byHash, func(a, b hashed) int {
+			return cmp.Or(cmp.Compare(a.prefix, b.prefix), bytes.Compare(a.r.Hash, b.r.Hash))
+		})
+		hashes := tx.Bucket(bucketKeyHashes)
+		for _, h := range byHash {
+			if err := hashes.Put(h.r.Hash, []byte(h.r.Id)); err != nil {
+				return err
 			}
 		}
 		return nil

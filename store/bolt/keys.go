@@ -178,10 +178,16 @@ func insertKey(tx *bbolt.Tx, r *storagev1.KeyRecord) error {
 	if hashTaken(tx, authz.KeyHash(r.Hash)) {
 		return errHashTaken
 	}
-	if err := put(tx.Bucket(bucketKeys), []byte(r.Id), r); err != nil {
+	if err := putKey(tx, r); err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketKeyHashes).Put(r.Hash, []byte(r.Id)); err != nil {
+	return tx.Bucket(bucketKeyHashes).Put(r.Hash, []byte(r.Id))
+}
+
+// putKey writes a new key's record and lists it under its account; the
+// caller indexes its hash.
+func putKey(tx *bbolt.Tx, r *storagev1.KeyRecord) error {
+	if err := put(tx.Bucket(bucketKeys), []byte(r.Id), r); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketAccountKeys).Put(accountKeyKey(r.AccountId, r.Id), nil)
