@@ -3,13 +3,13 @@ package bolt
 import (
 	"context"
 	"fmt"
-	"math"
 	"strconv"
 
 	"go.etcd.io/bbolt"
 
 	"github.com/keygate/keygate/authz"
 	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
+	"github.com/keygate/keygate/store/record"
 )
 
 // CreateAccount creates an active account. A positive opening balance is
@@ -44,13 +44,13 @@ func (s *Store) CreateAccount(ctx context.Context, name string, openingBalance i
 	if err != nil {
 		return authz.Account{}, err
 	}
-	return accountOf(r), nil
+	return record.Account(r), nil
 }
 
 // Account returns the account with the given id.
 func (s *Store) Account(ctx context.Context, id string) (authz.Account, error) {
 	if !authz.ValidAccountID(id) {
-		return authz.Account{}, invalidAccountID(id)
+		return authz.Account{}, record.InvalidAccountID(id)
 	}
 	var a authz.Account
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
@@ -58,7 +58,7 @@ func (s *Store) Account(ctx context.Context, id string) (authz.Account, error) {
 		if err != nil {
 			return err
 		}
-		a = accountOf(r)
+		a = record.Account(r)
 		return nil
 	})
 	return a, err
@@ -67,14 +67,14 @@ func (s *Store) Account(ctx context.Context, id string) (authz.Account, error) {
 // Accounts lists accounts in creation order. The page token is the id of
 // the last account of the previous page.
 func (s *Store) Accounts(ctx context.Context, page authz.Page) ([]authz.Account, string, error) {
-	size, err := pageSize(page)
+	size, err := record.PageSize(page)
 	if err != nil {
 		return nil, "", err
 	}
 	var after []byte
 	if page.Token != "" {
 		if !authz.ValidAccountID(page.Token) {
-			return nil, "", badToken(page.Token)
+			return nil, "", record.BadToken(page.Token)
 		}
 		after = []byte(page.Token)
 	}
@@ -82,11 +82,11 @@ func (s *Store) Accounts(ctx context.Context, page authz.Page) ([]authz.Account,
 	var more bool
 	err = s.view(ctx, func(tx *bbolt.Tx) (err error) {
 		more, err = scan(tx.Bucket(bucketAccounts), nil, after, size, func(_, v []byte) error {
-			r, err := decode[storagev1.AccountRecord](v)
+			r, err := record.Decode[storagev1.AccountRecord](v)
 			if err != nil {
 				return err
 			}
-			as = append(as, accountOf(r))
+			as = append(as, record.Account(r))
 			return nil
 		})
 		return err
@@ -100,7 +100,7 @@ func (s *Store) Accounts(ctx context.Context, page authz.Page) ([]authz.Account,
 // SetAccountStatus enables or disables an account, and with it all its keys.
 func (s *Store) SetAccountStatus(ctx context.Context, id string, status authz.AccountStatus) (authz.Account, error) {
 	if !authz.ValidAccountID(id) {
-		return authz.Account{}, invalidAccountID(id)
+		return authz.Account{}, record.InvalidAccountID(id)
 	}
 	if status != authz.AccountActive && status != authz.AccountDisabled {
 		return authz.Account{}, authz.Errorf(authz.EInvalid, "an account status is active or disabled, got %s", status)
@@ -123,7 +123,7 @@ func (s *Store) SetAccountStatus(ctx context.Context, id string, status authz.Ac
 	if err != nil {
 		return authz.Account{}, err
 	}
-	return accountOf(r), nil
+	return record.Account(r), nil
 }
 
 // ChangeBalance applies a credit or debit. A debit's KeyID must name a key
@@ -159,7 +159,7 @@ func (s *Store) ChangeBalance(ctx context.Context, c authz.BalanceChange) (authz
 	if err != nil {
 		return authz.LedgerEntry{}, err
 	}
-	return entryOf(entry), nil
+	return record.Entry(entry), nil
 }
 
 // replay returns the entry that c's idempotency key recorded, nil if the
@@ -176,41 +176,19 @@ func replay(tx *bbolt.Tx, c authz.BalanceChange) (*storagev1.LedgerRecord, error
 	if v == nil {
 		return nil, fmt.Errorf("corrupt: idempotency key %q of account %s names no ledger entry", c.IdempotencyKey, c.AccountID)
 	}
-	r, err := decode[storagev1.LedgerRecord](v)
+	r, err := record.Decode[storagev1.LedgerRecord](v)
 	if err != nil {
 		return nil, err
 	}
-	if r.Kind != ledgerKinds[c.Kind] || r.Amount != c.Amount || r.KeyId != c.KeyID {
-		return nil, authz.Errorf(authz.EConflict, "idempotency key %q was used for another change: %s of %d", c.IdempotencyKey, entryOf(r).Kind, r.Amount)
-	}
-	return r, nil
+	return r, record.Replayed(r, c)
 }
 
 // appendLedger applies c to the account r (which the caller then writes)
 // and records it in the ledger and, if it has one, under its idempotency key.
 func appendLedger(tx *bbolt.Tx, r *storagev1.AccountRecord, c authz.BalanceChange, now int64) (*storagev1.LedgerRecord, error) {
-	balance := r.Balance
-	switch {
-	case c.Kind == authz.LedgerDebit && balance < math.MinInt64+c.Amount,
-		c.Kind != authz.LedgerDebit && balance > math.MaxInt64-c.Amount:
-		return nil, authz.Errorf(authz.EInvalid, "a %s of %d would take the balance of %d out of range", c.Kind, c.Amount, balance)
-	case c.Kind == authz.LedgerDebit:
-		balance -= c.Amount
-	default:
-		balance += c.Amount
-	}
-	r.Balance = balance
-	r.LedgerSeq++
-	r.UpdateTime = now
-	e := &storagev1.LedgerRecord{
-		AccountId:      r.Id,
-		Seq:            r.LedgerSeq,
-		Kind:           ledgerKinds[c.Kind],
-		Amount:         c.Amount,
-		BalanceAfter:   balance,
-		IdempotencyKey: c.IdempotencyKey,
-		KeyId:          c.KeyID,
-		CreateTime:     now,
+	e, err := record.ApplyChange(r, c, now)
+	if err != nil {
+		return nil, err
 	}
 	if err := put(tx.Bucket(bucketLedger), ledgerKey(r.Id, e.Seq), e); err != nil {
 		return nil, err
@@ -225,9 +203,9 @@ func appendLedger(tx *bbolt.Tx, r *storagev1.AccountRecord, c authz.BalanceChang
 // seq of the last entry of the previous page.
 func (s *Store) Ledger(ctx context.Context, accountID string, page authz.Page) ([]authz.LedgerEntry, string, error) {
 	if !authz.ValidAccountID(accountID) {
-		return nil, "", invalidAccountID(accountID)
+		return nil, "", record.InvalidAccountID(accountID)
 	}
-	size, err := pageSize(page)
+	size, err := record.PageSize(page)
 	if err != nil {
 		return nil, "", err
 	}
@@ -235,7 +213,7 @@ func (s *Store) Ledger(ctx context.Context, accountID string, page authz.Page) (
 	if page.Token != "" {
 		seq, err := strconv.ParseUint(page.Token, 10, 64)
 		if err != nil || seq == 0 {
-			return nil, "", badToken(page.Token)
+			return nil, "", record.BadToken(page.Token)
 		}
 		after = ledgerKey(accountID, seq)
 	}
@@ -246,11 +224,11 @@ func (s *Store) Ledger(ctx context.Context, accountID string, page authz.Page) (
 			return err
 		}
 		more, err = scan(tx.Bucket(bucketLedger), []byte(accountID), after, size, func(_, v []byte) error {
-			r, err := decode[storagev1.LedgerRecord](v)
+			r, err := record.Decode[storagev1.LedgerRecord](v)
 			if err != nil {
 				return err
 			}
-			es = append(es, entryOf(r))
+			es = append(es, record.Entry(r))
 			return nil
 		})
 		return err
@@ -266,9 +244,5 @@ func getAccount(b *bbolt.Bucket, id string) (*storagev1.AccountRecord, error) {
 	if v == nil {
 		return nil, authz.Errorf(authz.ENotFound, "account %s not found", id)
 	}
-	return decode[storagev1.AccountRecord](v)
-}
-
-func invalidAccountID(id string) error {
-	return authz.Errorf(authz.EInvalid, "%q is not an account id", id)
+	return record.Decode[storagev1.AccountRecord](v)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/keygate/keygate/authz"
 	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
+	"github.com/keygate/keygate/store/record"
 )
 
 // Writes are group commits: update runs each writer's transaction function
@@ -117,15 +118,15 @@ func hashTaken(tx *bbolt.Tx, h authz.KeyHash) bool {
 }
 
 // insertNewKey validates nk at now, checks that its account exists, and
-// writes it in write transaction tx, noting the new key in ch.
-func (s *Store) insertNewKey(tx *bbolt.Tx, nk *authz.NewKey, now time.Time, ch *changed) (*storagev1.KeyRecord, error) {
-	if err := s.checkNewKey(nk, now); err != nil {
+// writes it as key id in write transaction tx, noting the new key in ch.
+func (s *Store) insertNewKey(tx *bbolt.Tx, id string, nk *authz.NewKey, now time.Time, ch *changed) (*storagev1.KeyRecord, error) {
+	r, err := record.NewKey(id, nk, now)
+	if err != nil {
 		return nil, err
 	}
 	if _, err := getAccount(tx.Bucket(bucketAccounts), nk.AccountID); err != nil {
 		return nil, err
 	}
-	r := newKeyRecord(authz.NewKeyID(now), nk, now.UnixNano())
 	if err := insertKey(tx, r); err != nil {
 		return nil, err
 	}

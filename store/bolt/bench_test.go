@@ -13,6 +13,7 @@ import (
 
 	"github.com/keygate/keygate/authz"
 	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
+	"github.com/keygate/keygate/store/record"
 )
 
 // seed writes accounts and keys straight into the database at path, in
@@ -42,7 +43,11 @@ func seed(b *testing.B, path string, accounts, keys int) []authz.KeyHash {
 			for i := start; i < min(start+batch, keys); i++ {
 				hashes[i] = sha256.Sum256(binary.BigEndian.AppendUint64(nil, uint64(i)))
 				nk := authz.NewKey{AccountID: ids[i%accounts], Name: "bench", Hash: hashes[i], Hint: "sk-kg-...abcd"}
-				if err := insertKey(tx, newKeyRecord(authz.NewKeyID(now), &nk, now.UnixNano())); err != nil {
+				r, err := record.NewKey(authz.NewKeyID(now), &nk, now)
+				if err != nil {
+					return err
+				}
+				if err := insertKey(tx, r); err != nil {
 					return err
 				}
 			}

@@ -22,7 +22,7 @@ func (s *Store) Dump(ctx context.Context) (record.Dump, error) {
 	}
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		err := tx.Bucket(bucketAccounts).ForEach(func(_, v []byte) error {
-			r, err := decode[storagev1.AccountRecord](v)
+			r, err := record.Decode[storagev1.AccountRecord](v)
 			d.Accounts = append(d.Accounts, r)
 			return err
 		})
@@ -30,7 +30,7 @@ func (s *Store) Dump(ctx context.Context) (record.Dump, error) {
 			return err
 		}
 		err = tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
-			r, err := decode[storagev1.KeyRecord](v)
+			r, err := record.Decode[storagev1.KeyRecord](v)
 			d.Keys = append(d.Keys, r)
 			return err
 		})
@@ -38,7 +38,7 @@ func (s *Store) Dump(ctx context.Context) (record.Dump, error) {
 			return err
 		}
 		return tx.Bucket(bucketLedger).ForEach(func(_, v []byte) error {
-			r, err := decode[storagev1.LedgerRecord](v)
+			r, err := record.Decode[storagev1.LedgerRecord](v)
 			d.Ledger = append(d.Ledger, r)
 			return err
 		})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/keygate/keygate/authz"
 	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
+	"github.com/keygate/keygate/store/record"
 )
 
 // ImportAccount is an account to import, with its keys.
@@ -98,7 +99,10 @@ func (s *Store) Import(ctx context.Context, accounts []ImportAccount) ([]string,
 			ids[i], accountRecs[i] = r.Id, r
 			for j := range a.Keys {
 				nk := authz.NewKey{AccountID: r.Id, Name: a.Keys[j].Name, ExpireTime: a.Keys[j].ExpireTime, Hash: a.Keys[j].Hash, Hint: a.Keys[j].Hint}
-				kr := newKeyRecord(authz.NewKeyID(now), &nk, r.CreateTime)
+				kr, err := record.NewKey(authz.NewKeyID(now), &nk, now)
+				if err != nil {
+					return err
+				}
 				if err := putKey(tx, kr); err != nil {
 					return err
 				}
@@ -160,7 +164,7 @@ func (s *Store) checkImport(tx *bbolt.Tx, accounts []ImportAccount, now time.Tim
 		for j := 0; err == nil && j < len(a.Keys); j++ {
 			k := &a.Keys[j]
 			nk := authz.NewKey{AccountID: standIn, Name: k.Name, ExpireTime: k.ExpireTime, Hash: k.Hash, Hint: k.Hint}
-			err = s.checkNewKey(&nk, now)
+			_, err = record.NewKey("", &nk, now)
 			if err == nil && hashTaken(tx, k.Hash) {
 				err = errHashTaken
 			}

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/store/record"
 )
 
 // The index holds no Go pointers: entries live in arenas of fixed-size
@@ -192,7 +193,7 @@ func (x *index) credential(e *keyEntry) authz.Credential {
 	return authz.Credential{
 		KeyID:           e.keyID(),
 		AccountID:       a.accountID(),
-		ExpireTime:      timeOf(e.expire.Load()),
+		ExpireTime:      record.Time(e.expire.Load()),
 		Revoked:         e.revoked.Load(),
 		AccountDisabled: a.disabled.Load(),
 		Balance:         a.balance.Load(),
@@ -206,7 +207,7 @@ const minUseStep = int64(time.Second)
 // markUsed raises entry i's last-used time to t and queues it for flushing.
 func (x *index) markUsed(i uint32, t time.Time) {
 	e := x.keys.at(i)
-	n, ok := unixNano(t)
+	n, ok := record.UnixNano(t)
 	if !ok || n == 0 {
 		return
 	}

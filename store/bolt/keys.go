@@ -8,25 +8,27 @@ import (
 
 	"github.com/keygate/keygate/authz"
 	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
+	"github.com/keygate/keygate/store/record"
 )
 
 // CreateKey stores a new key of an existing account.
 func (s *Store) CreateKey(ctx context.Context, nk authz.NewKey) (authz.Key, error) {
 	var r *storagev1.KeyRecord
 	err := s.update(ctx, func(tx *bbolt.Tx) (ch changed, err error) {
-		r, err = s.insertNewKey(tx, &nk, s.now(), &ch)
+		now := s.now()
+		r, err = s.insertNewKey(tx, authz.NewKeyID(now), &nk, now, &ch)
 		return ch, err
 	})
 	if err != nil {
 		return authz.Key{}, err
 	}
-	return keyOf(r), nil
+	return record.Key(r), nil
 }
 
 // Key returns the key with the given id.
 func (s *Store) Key(ctx context.Context, id string) (authz.Key, error) {
 	if !authz.ValidKeyID(id) {
-		return authz.Key{}, invalidKeyID(id)
+		return authz.Key{}, record.InvalidKeyID(id)
 	}
 	var k authz.Key
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
@@ -34,7 +36,7 @@ func (s *Store) Key(ctx context.Context, id string) (authz.Key, error) {
 		if err != nil {
 			return err
 		}
-		k = keyOf(s.withLastUsed(r))
+		k = record.Key(s.withLastUsed(r))
 		return nil
 	})
 	return k, err
@@ -44,16 +46,16 @@ func (s *Store) Key(ctx context.Context, id string) (authz.Key, error) {
 // of the last key of the previous page.
 func (s *Store) Keys(ctx context.Context, accountID string, page authz.Page) ([]authz.Key, string, error) {
 	if !authz.ValidAccountID(accountID) {
-		return nil, "", invalidAccountID(accountID)
+		return nil, "", record.InvalidAccountID(accountID)
 	}
-	size, err := pageSize(page)
+	size, err := record.PageSize(page)
 	if err != nil {
 		return nil, "", err
 	}
 	var after []byte
 	if page.Token != "" {
 		if !authz.ValidKeyID(page.Token) {
-			return nil, "", badToken(page.Token)
+			return nil, "", record.BadToken(page.Token)
 		}
 		after = accountKeyKey(accountID, page.Token)
 	}
@@ -70,7 +72,7 @@ func (s *Store) Keys(ctx context.Context, accountID string, page authz.Page) ([]
 			if err != nil {
 				return err
 			}
-			ks = append(ks, keyOf(s.withLastUsed(r)))
+			ks = append(ks, record.Key(s.withLastUsed(r)))
 			return nil
 		})
 		return err
@@ -84,7 +86,7 @@ func (s *Store) Keys(ctx context.Context, accountID string, page authz.Page) ([]
 // RevokeKey revokes a key at once; a revoked key is returned unchanged.
 func (s *Store) RevokeKey(ctx context.Context, id string) (authz.Key, error) {
 	if !authz.ValidKeyID(id) {
-		return authz.Key{}, invalidKeyID(id)
+		return authz.Key{}, record.InvalidKeyID(id)
 	}
 	var r *storagev1.KeyRecord
 	err := s.update(ctx, func(tx *bbolt.Tx) (changed, error) {
@@ -102,7 +104,7 @@ func (s *Store) RevokeKey(ctx context.Context, id string) (authz.Key, error) {
 	if err != nil {
 		return authz.Key{}, err
 	}
-	return keyOf(s.withLastUsed(r)), nil
+	return record.Key(s.withLastUsed(r)), nil
 }
 
 // RotateKey issues a replacement for an active key that has not been
@@ -111,7 +113,7 @@ func (s *Store) RevokeKey(ctx context.Context, id string) (authz.Key, error) {
 // (keeping an earlier expiry), or is revoked at once when grace is zero.
 func (s *Store) RotateKey(ctx context.Context, id string, grace time.Duration, replacement authz.NewKey) (old, created authz.Key, err error) {
 	if !authz.ValidKeyID(id) {
-		return authz.Key{}, authz.Key{}, invalidKeyID(id)
+		return authz.Key{}, authz.Key{}, record.InvalidKeyID(id)
 	}
 	if grace < 0 {
 		return authz.Key{}, authz.Key{}, authz.Errorf(authz.EInvalid, "grace period must not be negative, got %s", grace)
@@ -123,31 +125,14 @@ func (s *Store) RotateKey(ctx context.Context, id string, grace time.Duration, r
 			return ch, err
 		}
 		now := s.now()
-		if k := keyOf(oldRec); k.State(now) != authz.KeyActive {
-			return ch, authz.Errorf(authz.EConflict, "key %s is %s and cannot be rotated", id, k.State(now))
-		}
-		if oldRec.ReplacedBy != "" {
-			return ch, authz.Errorf(authz.EConflict, "key %s has already been rotated: it is replaced by %s", id, oldRec.ReplacedBy)
+		newID := authz.NewKeyID(now)
+		if err := record.Rotate(oldRec, newID, grace, now); err != nil {
+			return ch, err
 		}
 		replacement.AccountID, replacement.Name = oldRec.AccountId, oldRec.Name
-		if err := s.checkNewKey(&replacement, now); err != nil {
+		if newRec, err = s.insertNewKey(tx, newID, &replacement, now, &ch); err != nil {
 			return ch, err
 		}
-		if grace == 0 {
-			oldRec.RevokeTime = now.UnixNano()
-		} else {
-			end, ok := unixNano(now.Add(grace))
-			if !ok {
-				return ch, authz.Errorf(authz.EInvalid, "grace period %s is too long", grace)
-			}
-			if oldRec.ExpireTime == 0 || end < oldRec.ExpireTime {
-				oldRec.ExpireTime = end
-			}
-		}
-		if newRec, err = s.insertNewKey(tx, &replacement, now, &ch); err != nil {
-			return ch, err
-		}
-		oldRec.ReplacedBy = newRec.Id
 		if err := put(keys, []byte(id), s.withLastUsed(oldRec)); err != nil {
 			return ch, err
 		}
@@ -157,18 +142,7 @@ func (s *Store) RotateKey(ctx context.Context, id string, grace time.Duration, r
 	if err != nil {
 		return authz.Key{}, authz.Key{}, err
 	}
-	return keyOf(s.withLastUsed(oldRec)), keyOf(newRec), nil
-}
-
-// checkNewKey validates nk at now.
-func (s *Store) checkNewKey(nk *authz.NewKey, now time.Time) error {
-	if err := nk.Validate(now); err != nil {
-		return err
-	}
-	if _, ok := unixNano(nk.ExpireTime); !ok {
-		return authz.Errorf(authz.EInvalid, "expire time %s is too far in the future", nk.ExpireTime.UTC().Format(time.RFC3339))
-	}
-	return nil
+	return record.Key(s.withLastUsed(oldRec)), record.Key(newRec), nil
 }
 
 // insertKey writes a new key, indexes its hash and lists it under its
@@ -207,9 +181,5 @@ func getKey(b *bbolt.Bucket, id string) (*storagev1.KeyRecord, error) {
 	if v == nil {
 		return nil, authz.Errorf(authz.ENotFound, "key %s not found", id)
 	}
-	return decode[storagev1.KeyRecord](v)
-}
-
-func invalidKeyID(id string) error {
-	return authz.Errorf(authz.EInvalid, "%q is not a key id", id)
+	return record.Decode[storagev1.KeyRecord](v)
 }

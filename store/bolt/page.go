@@ -4,25 +4,7 @@ import (
 	"bytes"
 
 	"go.etcd.io/bbolt"
-
-	"github.com/keygate/keygate/authz"
 )
-
-// pageSize returns the number of items to list for p: DefaultPageSize for
-// zero, at most MaxPageSize.
-func pageSize(p authz.Page) (int, error) {
-	switch {
-	case p.Size < 0:
-		return 0, authz.Errorf(authz.EInvalid, "page size must not be negative, got %d", p.Size)
-	case p.Size == 0:
-		return authz.DefaultPageSize, nil
-	}
-	return min(p.Size, authz.MaxPageSize), nil
-}
-
-func badToken(token string) error {
-	return authz.Errorf(authz.EInvalid, "%q is not a page token of this list", token)
-}
 
 // scan calls visit for up to n entries of b whose keys start with prefix
 // and sort after after (from the first such entry if after is nil), in key

@@ -16,6 +16,7 @@ import (
 
 	"github.com/keygate/keygate/authz"
 	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
+	"github.com/keygate/keygate/store/record"
 )
 
 // ErrLocked is returned (wrapped) by Open when another process, or another
@@ -210,7 +211,7 @@ func initSchema(tx *bbolt.Tx) error {
 // load fills the index from the accounts and keys buckets.
 func (s *Store) load(tx *bbolt.Tx) error {
 	err := tx.Bucket(bucketAccounts).ForEach(func(_, v []byte) error {
-		r, err := decode[storagev1.AccountRecord](v)
+		r, err := record.Decode[storagev1.AccountRecord](v)
 		if err != nil {
 			return err
 		}
@@ -224,7 +225,7 @@ func (s *Store) load(tx *bbolt.Tx) error {
 		return err
 	}
 	return tx.Bucket(bucketKeys).ForEach(func(k, v []byte) error {
-		r, err := decode[storagev1.KeyRecord](v)
+		r, err := record.Decode[storagev1.KeyRecord](v)
 		switch {
 		case err != nil:
 			return err
