@@ -118,11 +118,8 @@ func (s *Store) Accounts(ctx context.Context, page authz.Page) ([]authz.Account,
 
 // SetAccountStatus enables or disables an account, and with it all its keys.
 func (s *Store) SetAccountStatus(ctx context.Context, id string, status authz.AccountStatus) (authz.Account, error) {
-	if !authz.ValidAccountID(id) {
-		return authz.Account{}, record.InvalidAccountID(id)
-	}
-	if status != authz.AccountActive && status != authz.AccountDisabled {
-		return authz.Account{}, authz.Errorf(authz.EInvalid, "an account status is active or disabled, got %s", status)
+	if err := record.CheckStatusChange(id, status); err != nil {
+		return authz.Account{}, err
 	}
 	disabled := status == authz.AccountDisabled
 	unlock := s.lockAccount(id)

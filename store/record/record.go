@@ -200,6 +200,17 @@ func BadToken(token string) error {
 	return authz.Errorf(authz.EInvalid, "%q is not a page token of this list", token)
 }
 
+// CheckStatusChange checks the arguments of Store.SetAccountStatus.
+func CheckStatusChange(id string, status authz.AccountStatus) error {
+	if !authz.ValidAccountID(id) {
+		return InvalidAccountID(id)
+	}
+	if status != authz.AccountActive && status != authz.AccountDisabled {
+		return authz.Errorf(authz.EInvalid, "an account status is active or disabled, got %s", status)
+	}
+	return nil
+}
+
 // InvalidAccountID is the error for a malformed account id.
 func InvalidAccountID(id string) error {
 	return authz.Errorf(authz.EInvalid, "%q is not an account id", id)
