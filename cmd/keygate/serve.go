@@ -226,7 +226,11 @@ func (m *Main) Run(ctx context.Context) error {
 	m.health.Resume()
 	m.ready.Store(true)
 	go m.followReadiness(ctx)
-	m.log.Info("keygate serving", "check", m.GRPCAddr(), "http", m.HTTPAddr(), "admin", m.AdminAddr(), "db", m.cfg.DBPath)
+	where := []any{"db", m.cfg.DBPath}
+	if m.cfg.Store == storeEtcd {
+		where = []any{"etcd", strings.Join(m.cfg.Etcd.Endpoints, ","), "prefix", m.cfg.Etcd.Prefix}
+	}
+	m.log.Info("keygate serving", append([]any{"check", m.GRPCAddr(), "http", m.HTTPAddr(), "admin", m.AdminAddr()}, where...)...)
 
 	var err error
 	select {
