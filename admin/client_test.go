@@ -28,7 +28,7 @@ func TestClient(t *testing.T) {
 	if acct.Balance != 0 || acct.Status != "active" || acct.Name != "acme" {
 		t.Errorf("created %v", acct)
 	}
-	e.clock.advance(time.Millisecond) // ids sort by creation time to the millisecond
+	e.clock.Advance(time.Millisecond) // ids sort by creation time to the millisecond
 	second, err := c.CreateAccount(ctx, &adminv1.CreateAccountRequest{Name: "globex", Balance: 5})
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func TestClient(t *testing.T) {
 	if credit.BalanceAfter != 100 || credit.Kind != "credit" {
 		t.Errorf("credit %v", credit)
 	}
-	created, err := c.CreateKey(ctx, &adminv1.CreateKeyRequest{Account: acct.Id, Name: "ci", ExpireTime: timestamppb.New(e.clock.now().Add(24 * time.Hour))})
+	created, err := c.CreateKey(ctx, &adminv1.CreateKeyRequest{Account: acct.Id, Name: "ci", ExpireTime: timestamppb.New(e.clock.Now().Add(24 * time.Hour))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,35 +17,14 @@ import (
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/store/bolt"
+	"github.com/keygate/keygate/store/storetest"
 )
 
 const testToken = "test-admin-token-0123456789"
 
-// clock is a settable clock shared by the store and the Service.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock {
-	return &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // env is an admin server on a real bbolt file and a real TCP listener.
 type env struct {
-	clock  *clock
+	clock  *storetest.Clock // shared by the store and the Service
 	store  *bolt.Store
 	svc    *admin.Service
 	srv    *httptest.Server
@@ -57,8 +36,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{clock: newClock()}
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "keygate.db"), bolt.Options{Now: e.clock.now})
+	e := &env{clock: storetest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))}
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "keygate.db"), bolt.Options{Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +47,7 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	e.store = st
-	e.svc = admin.NewService(st, e.clock.now)
+	e.svc = admin.NewService(st, e.clock.Now)
 	e.srv = httptest.NewServer(admin.NewHandler(e.svc, admin.NewTokens(testToken)))
 	t.Cleanup(e.srv.Close)
 	e.client = admin.NewClient(e.srv.URL, testToken, e.srv.Client())

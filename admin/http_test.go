@@ -64,7 +64,7 @@ func TestHTTPErrors(t *testing.T) {
 	}
 	a := "/v1/accounts/" + acct.Id
 	k := "/v1/keys/" + key.Key.Id
-	otherAcct := authz.NewAccountID(e.clock.now())
+	otherAcct := authz.NewAccountID(e.clock.Now())
 
 	tests := []struct {
 		name, method, path, body string
@@ -99,7 +99,7 @@ func TestHTTPErrors(t *testing.T) {
 		{"unknown account", "GET", "/v1/accounts/" + otherAcct, ``, 404, "not_found"},
 		{"credit unknown account", "POST", "/v1/accounts/" + otherAcct + ":credit", `{"amount":1}`, 404, "not_found"},
 		{"keys of unknown account", "POST", "/v1/accounts/" + otherAcct + "/keys", `{"name":"k"}`, 404, "not_found"},
-		{"unknown key", "GET", "/v1/keys/" + authz.NewKeyID(e.clock.now()), ``, 404, "not_found"},
+		{"unknown key", "GET", "/v1/keys/" + authz.NewKeyID(e.clock.Now()), ``, 404, "not_found"},
 		{"unknown route", "GET", "/v2/accounts", ``, 404, "not_found"},
 		{"unknown verb", "POST", a + ":delete", ``, 404, "not_found"},
 
@@ -227,7 +227,7 @@ func TestHTTPIdempotentReplay(t *testing.T) {
 		t.Fatalf("entry %v", &entry)
 	}
 
-	e.clock.advance(time.Minute)
+	e.clock.Advance(time.Minute)
 	again := e.call(t, "POST", credit, `{"amount":50,"idempotencyKey":"topup-1"}`)
 	if again.status != http.StatusOK || again.body != first.body {
 		t.Errorf("replay answered %d %s, want the first entry %s", again.status, again.body, first.body)
@@ -307,7 +307,7 @@ func TestHTTPRotateWithGracePeriod(t *testing.T) {
 	decode(t, e.call(t, "POST", "/v1/accounts/"+acct.Id+"/keys", `{"name":"prod","expireTime":"2027-01-01T00:00:00Z"}`), &created)
 	old := "/v1/keys/" + created.Key.Id
 
-	start := e.clock.now()
+	start := e.clock.Now()
 	var rot adminv1.RotateKeyResponse
 	decode(t, e.call(t, "POST", old+":rotate", `{"gracePeriod":"3600s"}`), &rot)
 	if rot.Key.Name != "prod" || rot.Key.AccountId != acct.Id || rot.Key.State != "active" || rot.Key.ExpireTime != nil {
@@ -318,7 +318,7 @@ func TestHTTPRotateWithGracePeriod(t *testing.T) {
 		t.Errorf("previous key %v: want active until %s, replaced by %s", p, start.Add(time.Hour), rot.Key.Id)
 	}
 
-	e.clock.advance(time.Hour)
+	e.clock.Advance(time.Hour)
 	var prev adminv1.Key
 	decode(t, e.call(t, "GET", old, ""), &prev)
 	if prev.State != "expired" {
