@@ -4,13 +4,17 @@ import (
 	"context"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -63,7 +67,7 @@ func TestRun(t *testing.T) {
 		t.Fatalf("Check(denied) = %t, %v", ok, err)
 	}
 	r, err := Run(t.Context(), Config{
-		Conn: conn, Requests: [][]byte{allowed, denied}, InFlight: 4,
+		Addr: lis.Addr().String(), Requests: [][]byte{allowed, denied}, InFlight: 4,
 		Warmup: 50 * time.Millisecond, Window: 300 * time.Millisecond, ServerPID: os.Getpid(),
 	})
 	if err != nil {
@@ -74,5 +78,86 @@ func TestRun(t *testing.T) {
 	}
 	if share := float64(r.Allowed) / float64(r.Checks); share < 0.4 || share > 0.6 {
 		t.Errorf("allowed %d of %d, want about half", r.Allowed, r.Checks)
+	}
+}
+
+// padded answers like allowEven, with a trailer of pad bytes.
+type padded struct {
+	allowEven
+	pad int
+}
+
+func (p padded) Check(ctx context.Context, r *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	grpc.SetTrailer(ctx, metadata.Pairs("x-pad", strings.Repeat("p", p.pad)))
+	return p.allowEven.Check(ctx, r)
+}
+
+// failing fails every Check.
+type failing struct {
+	authv3.UnimplementedAuthorizationServer
+}
+
+func (failing) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return nil, status.Error(codes.Unavailable, "store down")
+}
+
+func serve(t *testing.T, srv authv3.AuthorizationServer) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, srv)
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	return lis.Addr().String()
+}
+
+// TestRunLargeFrames sends requests that need several DATA frames and
+// together overflow the connection's initial send window, and gets
+// trailers that need CONTINUATION frames: every call must still finish and
+// be counted.
+func TestRunLargeFrames(t *testing.T) {
+	addr := serve(t, padded{pad: 40 << 10})
+	long := "/" + strings.Repeat("x", 50<<10)
+	r, err := Run(t.Context(), Config{
+		Addr: addr, Requests: [][]byte{request(t, long), request(t, long+"x")}, InFlight: 8,
+		Warmup: 50 * time.Millisecond, Window: 300 * time.Millisecond, ServerPID: os.Getpid(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Checks == 0 {
+		t.Fatalf("no Checks finished: %+v", r)
+	}
+	if share := float64(r.Allowed) / float64(r.Checks); share < 0.4 || share > 0.6 {
+		t.Errorf("allowed %d of %d, want about half", r.Allowed, r.Checks)
+	}
+}
+
+// TestRunFails: a call that fails ends the run with the server's status.
+func TestRunFails(t *testing.T) {
+	addr := serve(t, failing{})
+	_, err := Run(t.Context(), Config{
+		Addr: addr, Requests: [][]byte{request(t, "/a")}, InFlight: 2,
+		Warmup: 50 * time.Millisecond, Window: 100 * time.Millisecond, ServerPID: os.Getpid(),
+	})
+	if err == nil || !strings.Contains(err.Error(), "grpc-status 14: store down") {
+		t.Fatalf("Run = %v, want the server's grpc-status 14", err)
+	}
+}
+
+// TestRunNoServer: nothing listening is a clear error, not a hang.
+func TestRunNoServer(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	_, err = Run(t.Context(), Config{Addr: addr, Requests: [][]byte{request(t, "/a")}, InFlight: 1, Window: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Run = %v, want connection refused", err)
 	}
 }

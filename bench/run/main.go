@@ -201,7 +201,7 @@ func measureAll(ctx context.Context, o options, ds *dataSet, rep *report) ([]row
 		for r := 0; r < o.rounds; r++ {
 			for i, s := range servers {
 				res, err := load.Run(ctx, load.Config{
-					Conn: s.conn, Requests: ds.requests, InFlight: n,
+					Addr: s.addr, Requests: ds.requests, InFlight: n,
 					Warmup: o.warmup, Window: o.window, ServerPID: s.pid(),
 				})
 				if err != nil {
