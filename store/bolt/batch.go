@@ -24,7 +24,8 @@ import (
 // Once its transaction has committed, a writer brings the index up to date
 // by reading back the records it changed (syncIndex). Writers of several
 // transactions may sync in any order: each sync reads the newest committed
-// state, so the index never goes back.
+// state, at the revision of its read transaction, and the index applies
+// only states newer than the one it holds, so it never goes back.
 
 // DefaultBatchDelay is how long a write waits for others to share its
 // commit. bbolt's own default, 10 ms, would cap 32 writers at about 3,000
@@ -55,56 +56,40 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) (changed, erro
 	return s.syncIndex(ch)
 }
 
-// syncIndex copies the committed state of the records ch names into the index.
+// syncIndex copies the committed state of the records ch names, and of the
+// accounts of the keys it names, into the index.
 func (s *Store) syncIndex(ch changed) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		for _, id := range ch.accounts {
-			if err := s.syncAccount(tx, id); err != nil {
+		rev := revision(tx)
+		keys := make([]*storagev1.KeyRecord, len(ch.keys))
+		accounts := ch.accounts
+		for i, id := range ch.keys {
+			var err error
+			if keys[i], err = getKey(tx.Bucket(bucketKeys), id); err != nil {
 				return err
 			}
+			accounts = append(accounts, keys[i].AccountId)
 		}
-		for _, id := range ch.keys {
-			r, err := getKey(tx.Bucket(bucketKeys), id)
+		// Accounts first: a new key must not be seen with an empty account.
+		for _, id := range accounts {
+			r, err := getAccount(tx.Bucket(bucketAccounts), id)
+			if err == nil {
+				err = s.idx.ApplyAccount(r, rev)
+			}
 			if err != nil {
 				return err
 			}
-			if s.account(r.AccountId) == nil {
-				if err := s.syncAccount(tx, r.AccountId); err != nil {
-					return err
-				}
+		}
+		for _, r := range keys {
+			if err := s.idx.ApplyKey(r, rev); err != nil {
+				return err
 			}
-			h := authz.KeyHash(r.Hash)
-			if e := s.idx.get(h); e != nil {
-				e.expire.Store(r.ExpireTime)
-				e.revoked.Store(r.RevokeTime != 0)
-				continue
-			}
-			s.addKey(r)
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("bolt store: the write is committed, but reading it back failed: %w", dbError(err))
 	}
-	return nil
-}
-
-// syncAccount copies the committed state of account id into the index. The
-// caller holds mu.
-func (s *Store) syncAccount(tx *bbolt.Tx, id string) error {
-	r, err := getAccount(tx.Bucket(bucketAccounts), id)
-	if err != nil {
-		return err
-	}
-	a := s.account(id)
-	if a == nil {
-		s.addAccount(r)
-		return nil
-	}
-	a.balance.Store(r.Balance)
-	a.disabled.Store(r.Disabled)
 	return nil
 }
 

@@ -3,9 +3,7 @@ package bolt
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"math/rand/v2"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/keygate/keygate/authz"
 	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
 	"github.com/keygate/keygate/store/record"
+	"github.com/keygate/keygate/store/storetest"
 )
 
 // seed writes accounts and keys straight into the database at path, in
@@ -60,60 +59,16 @@ func seed(b *testing.B, path string, accounts, keys int) []authz.KeyHash {
 	return hashes
 }
 
-func heapInUse() uint64 {
-	runtime.GC()
-	runtime.GC() // the second empties the sync.Pools that the first kept
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
 // BenchmarkLookupKey looks keys up in an index of a million keys.
 func BenchmarkLookupKey(b *testing.B) {
 	const keys = 1_000_000
 	path := filepath.Join(b.TempDir(), "keygate.db")
 	hashes := seed(b, path, keys/10, keys)
 
-	heap, start := heapInUse(), time.Now()
+	heap, start := storetest.HeapInUse(), time.Now()
 	s := openTest(b, path, Options{FlushInterval: time.Hour})
 	b.Logf("Open loaded %d keys in %s; the index takes %d bytes a key",
-		s.Stats().Keys, time.Since(start).Round(time.Millisecond), (heapInUse()-heap)/keys)
+		s.Stats().Keys, time.Since(start).Round(time.Millisecond), (storetest.HeapInUse()-heap)/keys)
 
-	ctx := b.Context()
-	b.Run("serial", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			if _, found, _ := s.LookupKey(ctx, hashes[i%keys]); !found {
-				b.Fatal("not found")
-			}
-			i++
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			i := rand.IntN(keys)
-			for pb.Next() {
-				if _, found, _ := s.LookupKey(ctx, hashes[i%keys]); !found {
-					b.Fatal("not found")
-				}
-				i++
-			}
-		})
-	})
-	b.Run("parallel+MarkUsed", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			i := rand.IntN(keys)
-			for pb.Next() {
-				h := hashes[i%keys]
-				if _, found, _ := s.LookupKey(ctx, h); !found {
-					b.Fatal("not found")
-				}
-				s.MarkUsed(h, time.Now())
-				i++
-			}
-		})
-	})
+	storetest.BenchmarkLookups(b, s, hashes)
 }

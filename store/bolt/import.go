@@ -70,7 +70,9 @@ func (s *Store) Import(ctx context.Context, accounts []ImportAccount) ([]string,
 	ids := make([]string, len(accounts))
 	accountRecs := make([]*storagev1.AccountRecord, len(accounts))
 	var keyRecs []*storagev1.KeyRecord
+	var rev int64
 	err := s.db.Update(func(tx *bbolt.Tx) error {
+		rev = revision(tx)
 		if err := s.checkImport(tx, accounts, now); err != nil {
 			return err
 		}
@@ -138,13 +140,14 @@ func (s *Store) Import(ctx context.Context, accounts []ImportAccount) ([]string,
 		}
 		return nil, dbError(err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, r := range accountRecs {
-		s.addAccount(r)
+		err = errors.Join(err, s.idx.ApplyAccount(r, rev))
 	}
 	for _, r := range keyRecs {
-		s.addKey(r)
+		err = errors.Join(err, s.idx.ApplyKey(r, rev))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bolt store: the import is committed, but indexing it failed: %w", err)
 	}
 	return ids, nil
 }

@@ -170,8 +170,8 @@ func putKey(tx *bbolt.Tx, r *storagev1.KeyRecord) error {
 // withLastUsed raises r's last-used time to the one recorded in memory by
 // MarkUsed and not yet flushed, and returns r.
 func (s *Store) withLastUsed(r *storagev1.KeyRecord) *storagev1.KeyRecord {
-	if e := s.idx.get(authz.KeyHash(r.Hash)); e != nil {
-		r.LastUsedTime = max(r.LastUsedTime, e.lastUsed.Load())
+	if len(r.Hash) == len(authz.KeyHash{}) {
+		r.LastUsedTime = max(r.LastUsedTime, s.idx.LastUsed(authz.KeyHash(r.Hash)))
 	}
 	return r
 }

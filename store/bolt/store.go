@@ -16,6 +16,7 @@ import (
 
 	"github.com/keygate/keygate/authz"
 	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
+	"github.com/keygate/keygate/store/keyindex"
 	"github.com/keygate/keygate/store/record"
 )
 
@@ -69,16 +70,10 @@ type Stats struct {
 
 // Store is an authz.Store on a bbolt file. It is safe for concurrent use.
 type Store struct {
-	db  *bbolt.DB
-	now func() time.Time
-	idx *index
-
-	// mu guards the index's writers and accounts. It is never held while
-	// waiting for a write transaction (see batch.go).
-	mu        sync.Mutex
-	accounts  map[string]uint32 // account id -> entry number
-	nAccounts atomic.Int64
-	closed    atomic.Bool
+	db     *bbolt.DB
+	now    func() time.Time
+	idx    *keyindex.Index
+	closed atomic.Bool
 
 	stop      chan struct{} // closed by Close to stop the flusher
 	flushDone chan struct{} // closed when the flusher has stopped
@@ -110,8 +105,7 @@ func Open(path string, opts Options) (*Store, error) {
 	s := &Store{
 		db:        db,
 		now:       opts.Now,
-		idx:       newIndex(),
-		accounts:  make(map[string]uint32),
+		idx:       keyindex.New(),
 		stop:      make(chan struct{}),
 		flushDone: make(chan struct{}),
 	}
@@ -210,15 +204,16 @@ func initSchema(tx *bbolt.Tx) error {
 
 // load fills the index from the accounts and keys buckets.
 func (s *Store) load(tx *bbolt.Tx) error {
-	err := tx.Bucket(bucketAccounts).ForEach(func(_, v []byte) error {
+	rev := revision(tx)
+	accounts := tx.Bucket(bucketAccounts)
+	err := accounts.ForEach(func(_, v []byte) error {
 		r, err := record.Decode[storagev1.AccountRecord](v)
+		if err == nil {
+			err = s.idx.ApplyAccount(r, rev)
+		}
 		if err != nil {
-			return err
+			return fmt.Errorf("corrupt: %w", err)
 		}
-		if len(r.Id) != accountIDLen {
-			return fmt.Errorf("corrupt: account id %q has %d bytes, want %d", r.Id, len(r.Id), accountIDLen)
-		}
-		s.addAccount(r)
 		return nil
 	})
 	if err != nil {
@@ -229,93 +224,56 @@ func (s *Store) load(tx *bbolt.Tx) error {
 		switch {
 		case err != nil:
 			return err
-		case len(r.Hash) != len(authz.KeyHash{}):
-			return fmt.Errorf("corrupt: key %s has a %d-byte hash", k, len(r.Hash))
-		case len(r.Id) != keyIDLen:
-			return fmt.Errorf("corrupt: key id %q has %d bytes, want %d", r.Id, len(r.Id), keyIDLen)
-		case s.account(r.AccountId) == nil:
+		case accounts.Get([]byte(r.AccountId)) == nil:
 			return fmt.Errorf("corrupt: key %s belongs to account %s, which does not exist", k, r.AccountId)
-		case s.idx.get(authz.KeyHash(r.Hash)) != nil:
-			return fmt.Errorf("corrupt: key %s has the hash of another key", k)
 		}
-		s.addKey(r)
+		if err := s.idx.ApplyKey(r, rev); err != nil {
+			return fmt.Errorf("corrupt: key %s: %w", k, err)
+		}
 		return nil
 	})
 }
 
-// addAccount puts an account in memory. The caller holds mu or has not
-// shared s yet.
-func (s *Store) addAccount(r *storagev1.AccountRecord) {
-	i, a := s.idx.addAccount(r.Id)
-	a.balance.Store(r.Balance)
-	a.disabled.Store(r.Disabled)
-	s.accounts[r.Id] = i
-	s.nAccounts.Add(1)
-}
-
-// account returns the entry of the account id, or nil. The caller holds mu
-// or has not shared s yet.
-func (s *Store) account(id string) *accountEntry {
-	i, ok := s.accounts[id]
-	if !ok {
-		return nil
-	}
-	return s.idx.accounts.at(i)
-}
-
-// addKey puts a key of a known account in memory. The caller holds mu or
-// has not shared s yet.
-func (s *Store) addKey(r *storagev1.KeyRecord) {
-	s.idx.addKey(authz.KeyHash(r.Hash), r.Id, s.accounts[r.AccountId], func(e *keyEntry) {
-		e.expire.Store(r.ExpireTime)
-		e.revoked.Store(r.RevokeTime != 0)
-		e.lastUsed.Store(r.LastUsedTime)
-	})
-}
+// revision is the index revision of the state tx reads (or writes): its
+// transaction id, which grows with every commit.
+func revision(tx *bbolt.Tx) int64 { return int64(tx.ID()) }
 
 // LookupKey answers from memory.
 func (s *Store) LookupKey(_ context.Context, h authz.KeyHash) (authz.Credential, bool, error) {
 	if s.closed.Load() {
 		return authz.Credential{}, false, errClosed
 	}
-	e := s.idx.get(h)
-	if e == nil {
-		return authz.Credential{}, false, nil
-	}
-	return s.idx.credential(e), true, nil
+	c, ok := s.idx.Credential(h)
+	return c, ok, nil
 }
 
 // MarkUsed records the use in memory; it is written by the next flush. A
 // time less than a second newer than the recorded one is ignored.
-func (s *Store) MarkUsed(h authz.KeyHash, t time.Time) {
-	if i, ok := s.idx.lookup(h); ok {
-		s.idx.markUsed(i, t)
-	}
-}
+func (s *Store) MarkUsed(h authz.KeyHash, t time.Time) { s.idx.MarkUsed(h, t) }
 
 // Stats returns the number of accounts and keys, from memory.
 func (s *Store) Stats() Stats {
-	return Stats{Accounts: int(s.nAccounts.Load()), Keys: s.idx.size()}
+	accounts, keys := s.idx.Len()
+	return Stats{Accounts: accounts, Keys: keys}
 }
 
 // FlushLastUsed writes the last-used times recorded since the last flush,
 // in one transaction. On failure the times stay queued for the next flush.
 func (s *Store) FlushLastUsed() error {
-	dirty := s.idx.takeDirty()
-	if len(dirty) == 0 {
+	used := s.idx.TakeUsed()
+	if len(used) == 0 {
 		return nil
 	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		keys := tx.Bucket(bucketKeys)
-		for _, i := range dirty {
-			e := s.idx.keys.at(i)
-			r, err := getKey(keys, e.keyID())
+		for _, u := range used {
+			r, err := getKey(keys, u.KeyID)
 			if err != nil {
 				return err
 			}
-			if t := e.lastUsed.Load(); t > r.LastUsedTime {
-				r.LastUsedTime = t
-				if err := put(keys, []byte(e.keyID()), r); err != nil {
+			if u.Time > r.LastUsedTime {
+				r.LastUsedTime = u.Time
+				if err := put(keys, []byte(u.KeyID), r); err != nil {
 					return err
 				}
 			}
@@ -323,9 +281,7 @@ func (s *Store) FlushLastUsed() error {
 		return nil
 	})
 	if err != nil {
-		for _, i := range dirty {
-			s.idx.queue(i)
-		}
+		s.idx.Requeue(used)
 		return fmt.Errorf("flush last-used times: %w", dbError(err))
 	}
 	return nil

@@ -409,18 +409,5 @@ func TestCanceledContext(t *testing.T) {
 }
 
 func TestHotPathAllocs(t *testing.T) {
-	ctx := t.Context()
-	s := openTest(t, filepath.Join(t.TempDir(), "keygate.db"), Options{FlushInterval: time.Hour})
-	k := mkKey(t, s, mkAccount(t, s, 1).ID)
-	used := time.Now()
-	allocs := testing.AllocsPerRun(1000, func() {
-		if _, found, err := s.LookupKey(ctx, k.Hash); !found || err != nil {
-			t.Fatal("LookupKey failed")
-		}
-		s.MarkUsed(k.Hash, used)
-		used = used.Add(2 * time.Second) // every call records a new time
-	})
-	if allocs != 0 {
-		t.Errorf("LookupKey+MarkUsed: %v allocations, want 0", allocs)
-	}
+	storetest.HotPathAllocs(t, openTest(t, filepath.Join(t.TempDir(), "keygate.db"), Options{FlushInterval: time.Hour}))
 }

@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"math/rand/v2"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,14 +49,6 @@ func seed(b *testing.B, c *etcdtest.Cluster, prefix string, accounts, keys int) 
 	return hashes
 }
 
-func heapInUse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
 // BenchmarkLookupKey looks keys up in a replica's memory of a million
 // keys, as the bolt store's benchmark of the same name does.
 func BenchmarkLookupKey(b *testing.B) {
@@ -66,48 +56,12 @@ func BenchmarkLookupKey(b *testing.B) {
 	c := etcdtest.Start(b, 1)
 	hashes := seed(b, c, "/bench/", keys/10, keys)
 
-	heap, start := heapInUse(), time.Now()
+	heap, start := storetest.HeapInUse(), time.Now()
 	s := openTest(b, c, "/bench/", Options{FlushInterval: time.Hour})
 	b.Logf("Open loaded %d keys in %s; memory takes %d bytes a key",
-		s.Stats().Keys, time.Since(start).Round(time.Millisecond), (heapInUse()-heap)/keys)
+		s.Stats().Keys, time.Since(start).Round(time.Millisecond), (storetest.HeapInUse()-heap)/keys)
 
-	ctx := b.Context()
-	b.Run("serial", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			if _, found, err := s.LookupKey(ctx, hashes[i%keys]); !found {
-				b.Fatal("not found", err)
-			}
-			i++
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			i := rand.IntN(keys)
-			for pb.Next() {
-				if _, found, err := s.LookupKey(ctx, hashes[i%keys]); !found {
-					b.Fatal("not found", err)
-				}
-				i++
-			}
-		})
-	})
-	b.Run("parallel+MarkUsed", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			i := rand.IntN(keys)
-			for pb.Next() {
-				h := hashes[i%keys]
-				if _, found, err := s.LookupKey(ctx, h); !found {
-					b.Fatal("not found", err)
-				}
-				s.MarkUsed(h, time.Now())
-				i++
-			}
-		})
-	})
+	storetest.BenchmarkLookups(b, s, hashes)
 }
 
 // BenchmarkWrites measures admin writes through three replicas on a
@@ -174,48 +128,6 @@ func BenchmarkWrites(b *testing.B) {
 				_, err = s.RevokeKey(ctx, k.ID)
 			}
 			return err
-		})
-	})
-}
-
-// BenchmarkIndexLookup looks keys up in an index of a million keys filled
-// directly, without the etcd server that BenchmarkLookupKey runs in the
-// same process (and whose work and memory share the caches).
-func BenchmarkIndexLookup(b *testing.B) {
-	const keys = 1_000_000
-	x, now := newIndex(), time.Now()
-	hashes := make([]authz.KeyHash, keys)
-	accounts := make([]string, keys/10)
-	x.mu.Lock()
-	for i := range accounts {
-		accounts[i] = authz.NewAccountID(now)
-		x.applyAccount(&storagev1.AccountRecord{Id: accounts[i], Balance: 1000}, 1)
-	}
-	for i := range hashes {
-		hashes[i] = sha256.Sum256(binary.BigEndian.AppendUint64(nil, uint64(i)))
-		x.applyKey(&storagev1.KeyRecord{Id: authz.NewKeyID(now), AccountId: accounts[i%len(accounts)], Hash: hashes[i][:]}, 2)
-	}
-	x.mu.Unlock()
-	b.Run("serial", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			if k := x.get(hashes[i%keys]); k == nil || k.credential().KeyID == "" {
-				b.Fatal("not found")
-			}
-			i++
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			i := rand.IntN(keys)
-			for pb.Next() {
-				if k := x.get(hashes[i%keys]); k == nil || k.credential().KeyID == "" {
-					b.Fatal("not found")
-				}
-				i++
-			}
 		})
 	})
 }

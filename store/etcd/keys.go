@@ -124,9 +124,7 @@ func (s *Store) keyRecord(kv *mvccpb.KeyValue, used []*mvccpb.KeyValue) (*storag
 		r.LastUsedTime = max(r.LastUsedTime, decodeTime(used[0].Value))
 	}
 	if len(r.Hash) == len(authz.KeyHash{}) {
-		if k := s.idx.get(authz.KeyHash(r.Hash)); k != nil {
-			r.LastUsedTime = max(r.LastUsedTime, k.lastUsed.Load())
-		}
+		r.LastUsedTime = max(r.LastUsedTime, s.idx.LastUsed(authz.KeyHash(r.Hash)))
 	}
 	return r, nil
 }

@@ -383,6 +383,46 @@ func TestCompactedWhileDisconnected(t *testing.T) {
 	}
 }
 
+// TestDeletedByHand deletes key records by hand, in one transaction, while
+// a replica follows the watch: they stop authorizing at once, and a record
+// put back authorizes again.
+func TestDeletedByHand(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.Start(t, 1)
+	rs := replicas(t, c, 2, Options{})
+	a, b := rs[0], rs[1]
+	kept, _ := newKey(t, a, 10)
+	gone, _ := newKey(t, a, 10)
+	back, _ := newKey(t, a, 10)
+	for _, h := range []authz.KeyHash{kept.Hash, gone.Hash, back.Hash} {
+		waitFor(t, "keys on B", func() bool { _, found, _ := b.LookupKey(t.Context(), h); return found })
+	}
+	admin := c.Client(t)
+	l := layout("/keygate/")
+	saved, err := admin.Get(t.Context(), l.key(back.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Txn(t.Context()).Then(clientv3.OpDelete(l.key(gone.ID)), clientv3.OpDelete(l.key(back.ID))).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	found := func(k authz.Key) bool { _, ok, _ := b.LookupKey(t.Context(), k.Hash); return ok }
+	waitFor(t, "deleted keys gone from B", func() bool { return !found(gone) && !found(back) })
+	if !found(kept) {
+		t.Error("a key that was not deleted is gone")
+	}
+	if st := b.Stats(); st.Keys != 1 {
+		t.Errorf("B holds %d keys, want 1", st.Keys)
+	}
+	if _, err := admin.Put(t.Context(), l.key(back.ID), string(saved.Kvs[0].Value)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a key put back on B", func() bool { return found(back) })
+	if st := b.Stats(); st.Keys != 2 {
+		t.Errorf("B holds %d keys, want 2", st.Keys)
+	}
+}
+
 // TestRetriedOnAnotherReplica sends the same credit, with one idempotency
 // key, to every replica at once: it is applied once.
 func TestRetriedOnAnotherReplica(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/keygate/keygate/authz"
 	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
+	"github.com/keygate/keygate/store/keyindex"
 	"github.com/keygate/keygate/store/record"
 )
 
@@ -53,7 +54,7 @@ type Store struct {
 	l    layout
 	opts Options
 	log  *slog.Logger
-	idx  *index
+	idx  *keyindex.Index
 
 	// Freshness: times are durations since start (monotonic clock).
 	start    time.Time
@@ -102,7 +103,7 @@ func Open(ctx context.Context, cli *clientv3.Client, prefix string, opts Options
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{cli: cli, l: layout(prefix), opts: opts, log: log.With("etcd_prefix", prefix), idx: newIndex(), start: time.Now()}
+	s := &Store{cli: cli, l: layout(prefix), opts: opts, log: log.With("etcd_prefix", prefix), idx: keyindex.New(), start: time.Now()}
 	if err := s.checkSchema(ctx); err != nil {
 		return nil, fmt.Errorf("etcd prefix %s: %w", prefix, err)
 	}
@@ -163,10 +164,7 @@ func (s *Store) now() int64 { return int64(time.Since(s.start)) }
 // revision. Checks go on answering from memory meanwhile.
 func (s *Store) load(ctx context.Context) (int64, error) {
 	started := s.now()
-	s.idx.mu.Lock()
-	s.idx.gen++
-	gen := s.idx.gen
-	s.idx.mu.Unlock()
+	gen := s.idx.StartSnapshot()
 
 	apply := func(kv *mvccpb.KeyValue) error {
 		s.apply(kv)
@@ -181,46 +179,39 @@ func (s *Store) load(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, s.etcdError(ctx, err)
 	}
-	s.idx.mu.Lock()
-	s.idx.sweep(gen, rev)
-	s.idx.mu.Unlock()
+	s.idx.Sweep(gen, rev)
 	s.rev.Store(rev)
 	s.resyncs.Add(1)
 	s.markSynced(started)
 	return rev, nil
 }
 
-// apply applies records read from or written to etcd.
+// apply applies records read from or written to etcd, in the index's
+// revision order (see keyindex). Records that are not watched are ignored;
+// one that cannot be used (it does not decode, its ids or hash are
+// malformed, or its hash belongs to another key) is logged and skipped.
 func (s *Store) apply(kvs ...*mvccpb.KeyValue) {
-	s.idx.mu.Lock()
-	defer s.idx.mu.Unlock()
 	for _, kv := range kvs {
-		s.applyLocked(kv)
-	}
-}
-
-// applyLocked applies one watched record; others are ignored. A record
-// that does not decode is logged and skipped. The caller holds idx.mu.
-func (s *Store) applyLocked(kv *mvccpb.KeyValue) {
-	dir, id, ok := s.l.watchedID(string(kv.Key))
-	if !ok {
-		return
-	}
-	var err error
-	switch dir {
-	case accountDir:
-		var r *storagev1.AccountRecord
-		if r, err = record.Decode[storagev1.AccountRecord](kv.Value); err == nil {
-			s.idx.applyAccount(r, kv.ModRevision)
+		dir, id, ok := s.l.watchedID(string(kv.Key))
+		if !ok {
+			continue
 		}
-	case keyDir:
-		var r *storagev1.KeyRecord
-		if r, err = record.Decode[storagev1.KeyRecord](kv.Value); err == nil && !s.idx.applyKey(r, kv.ModRevision) {
-			err = errors.New("its hash is malformed or belongs to another key")
+		var err error
+		switch dir {
+		case accountDir:
+			var r *storagev1.AccountRecord
+			if r, err = record.Decode[storagev1.AccountRecord](kv.Value); err == nil {
+				err = s.idx.ApplyAccount(r, kv.ModRevision)
+			}
+		case keyDir:
+			var r *storagev1.KeyRecord
+			if r, err = record.Decode[storagev1.KeyRecord](kv.Value); err == nil {
+				err = s.idx.ApplyKey(r, kv.ModRevision)
+			}
 		}
-	}
-	if err != nil {
-		s.log.Error("ignoring a record that cannot be used", "key", string(kv.Key), "id", id, "err", err)
+		if err != nil {
+			s.log.Error("ignoring a record that cannot be used", "key", string(kv.Key), "id", id, "err", err)
+		}
 	}
 }
 
@@ -298,17 +289,22 @@ func (s *Store) watch(ctx context.Context, rev int64) int64 {
 				s.markSynced(asked)
 			}
 		default:
-			s.idx.mu.Lock()
+			// Deleted keys are removed a run of deletions at a time (a
+			// removal reads the whole index), in order with the other changes.
+			var removed map[string]int64
 			for _, ev := range resp.Events {
-				if ev.Type == clientv3.EventTypeDelete {
-					if dir, id, ok := s.l.watchedID(string(ev.Kv.Key)); ok && dir == keyDir {
-						s.idx.removeKey(id, ev.Kv.ModRevision)
+				if ev.Type != clientv3.EventTypeDelete {
+					s.idx.Remove(removed)
+					removed = nil
+					s.apply(ev.Kv)
+				} else if dir, id, ok := s.l.watchedID(string(ev.Kv.Key)); ok && dir == keyDir {
+					if removed == nil {
+						removed = make(map[string]int64)
 					}
-					continue
+					removed[id] = ev.Kv.ModRevision
 				}
-				s.applyLocked(ev.Kv)
 			}
-			s.idx.mu.Unlock()
+			s.idx.Remove(removed)
 			rev = max(rev, resp.Events[len(resp.Events)-1].Kv.ModRevision)
 		}
 		s.rev.Store(rev)
@@ -377,9 +373,10 @@ func (s *Store) Ready() error {
 
 // Stats returns the size of the memory and its freshness.
 func (s *Store) Stats() Stats {
+	accounts, keys := s.idx.Len()
 	return Stats{
-		Accounts: int(s.idx.nAccounts.Load()),
-		Keys:     int(s.idx.nKeys.Load()),
+		Accounts: accounts,
+		Keys:     keys,
 		Revision: s.rev.Load(),
 		Lag:      time.Duration(s.now() - s.synced.Load()),
 		Resyncs:  s.resyncs.Load(),
@@ -394,22 +391,13 @@ func (s *Store) LookupKey(_ context.Context, h authz.KeyHash) (authz.Credential,
 			return authz.Credential{}, false, err
 		}
 	}
-	k := s.idx.get(h)
-	if k == nil {
-		return authz.Credential{}, false, nil
-	}
-	return k.credential(), true, nil
+	c, ok := s.idx.Credential(h)
+	return c, ok, nil
 }
 
 // MarkUsed records the use in memory; a background flush writes it to etcd.
 // A time less than a second newer than the recorded one is ignored.
-func (s *Store) MarkUsed(h authz.KeyHash, t time.Time) {
-	if k := s.idx.get(h); k != nil {
-		if n, ok := record.UnixNano(t); ok && n != 0 {
-			k.markUsed(n)
-		}
-	}
-}
+func (s *Store) MarkUsed(h authz.KeyHash, t time.Time) { s.idx.MarkUsed(h, t) }
 
 // Close stops following etcd, writes pending last-used times (giving up
 // once a write fails) and closes the client. Later calls

@@ -48,3 +48,7 @@ func openTest(tb testing.TB, c *etcdtest.Cluster, prefix string, opts Options) *
 	})
 	return s
 }
+
+func TestHotPathAllocs(t *testing.T) {
+	storetest.HotPathAllocs(t, openTest(t, etcdtest.Start(t, 1), "/keygate/", Options{FlushInterval: time.Hour}))
+}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keygate/keygate/store/keyindex"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -28,37 +29,29 @@ func (s *Store) FlushLastUsed(ctx context.Context) error {
 func (s *Store) flush(ctx context.Context) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
-	var batch []*key
-	var times []int64
-	for i := range s.idx.shards {
-		sh := &s.idx.shards[i]
-		sh.mu.RLock()
-		for _, k := range sh.m {
-			if t := k.lastUsed.Load(); t > k.flushed {
-				batch = append(batch, k)
-				times = append(times, t)
-			}
-		}
-		sh.mu.RUnlock()
-	}
-	// Transactions of usedPerTxn times, flushWorkers at a time.
+	used := s.idx.TakeUsed()
+	// Transactions of usedPerTxn times, flushWorkers at a time. Once one
+	// fails (etcd is unreachable or refuses), the rest waits for the next
+	// flush.
 	sem := make(chan struct{}, flushWorkers)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	for start := 0; start < len(batch); start += usedPerTxn {
-		end := min(start+usedPerTxn, len(batch))
-		var ops []clientv3.Op
-		for i := start; i < end; i++ {
-			ops = append(ops, raise(s.l.used(batch[i].id), encodeTime(times[i])))
-		}
+	var unwritten []keyindex.Use
+	for start := 0; start < len(used); start += usedPerTxn {
+		chunk := used[start:min(start+usedPerTxn, len(used))]
 		sem <- struct{}{}
 		mu.Lock()
 		failed := len(errs) > 0
 		mu.Unlock()
-		if failed { // etcd is unreachable or refuses: the rest waits for the next flush
+		if failed {
 			<-sem
+			unwritten = append(unwritten, used[start:]...)
 			break
+		}
+		ops := make([]clientv3.Op, len(chunk))
+		for i, u := range chunk {
+			ops[i] = raise(s.l.used(u.KeyID), encodeTime(u.Time))
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
@@ -68,15 +61,13 @@ func (s *Store) flush(ctx context.Context) error {
 			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
+				unwritten = append(unwritten, chunk...)
 				mu.Unlock()
-				return
-			}
-			for i := start; i < end; i++ {
-				batch[i].flushed = times[i]
 			}
 		})
 	}
 	wg.Wait()
+	s.idx.Requeue(unwritten)
 	if len(errs) > 0 {
 		return fmt.Errorf("flush last-used times: %w", s.etcdError(ctx, errs[0]))
 	}
