@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"hash/crc32"
+	"unsafe"
 )
 
 // Secret format: SecretPrefix, 43 base62 characters of crypto/rand (256 bits),
@@ -49,10 +50,12 @@ func ValidSecret(s string) bool {
 	if len(s) != SecretLen || s[:len(SecretPrefix)] != SecretPrefix {
 		return false
 	}
+	var class byte
 	for i := len(SecretPrefix); i < len(s); i++ {
-		if !isBase62(s[i]) {
-			return false
-		}
+		class |= notBase62[s[i]]
+	}
+	if class != 0 {
+		return false
 	}
 	var want [checksumLen]byte
 	putChecksum(want[:], checksum(s[:len(s)-checksumLen]))
@@ -82,11 +85,7 @@ func SecretHint(s string) string {
 // checksum is CRC-32 (IEEE) of s, computed over the string itself so that
 // checking a secret does not allocate.
 func checksum(s string) uint32 {
-	crc := ^uint32(0)
-	for i := 0; i < len(s); i++ {
-		crc = crc32.IEEETable[byte(crc)^s[i]] ^ crc>>8
-	}
-	return ^crc
+	return crc32.ChecksumIEEE(unsafe.Slice(unsafe.StringData(s), len(s))) // read only
 }
 
 func putChecksum(dst []byte, sum uint32) {
@@ -96,6 +95,16 @@ func putChecksum(dst []byte, sum uint32) {
 	}
 }
 
-func isBase62(c byte) bool {
-	return '0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z'
-}
+func isBase62(c byte) bool { return notBase62[c] == 0 }
+
+// notBase62 is 1 for the bytes outside base62: a table, because the
+// comparisons mispredict on random characters.
+var notBase62 = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 1
+	}
+	for i := range len(base62) {
+		t[base62[i]] = 0
+	}
+	return t
+}()

@@ -121,3 +121,16 @@ func TestIDsAreMonotonicWithinAMillisecond(t *testing.T) {
 		prev = id
 	}
 }
+
+func BenchmarkValidSecret(b *testing.B) {
+	secrets := make([]string, 1024)
+	for i := range secrets {
+		secrets[i] = authz.NewSecret()
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if !authz.ValidSecret(secrets[i%len(secrets)]) {
+			b.Fatal("a fresh secret is not valid")
+		}
+	}
+}
