@@ -40,6 +40,7 @@ bench-smoke: bench-build
 # stay out of ours.
 bench-build: build
 	go build -o $(BIN)/nop ./bench/nop
+	go build -o $(BIN)/etcd ./bench/etcd
 	cd bench/opa && go build -o $(BIN)/opa-envoy github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin
 
 clean:

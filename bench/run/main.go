@@ -1,9 +1,10 @@
 // Command run is keygate's load benchmark. It builds a set of keys, loads
-// them into keygate (with keygate import) and into OPA-Envoy (as a data
-// document), and measures each of them and a do-nothing grpc-go ext_authz
-// server with the closed-loop load generator of package load. Servers run
-// on CPU 0; run itself, the load generator, belongs on CPU 1 (make bench
-// starts it with taskset). Every figure is reported with its ratio to the
+// them into keygate (with keygate import), into keygate on etcd (imported,
+// then copied with keygate migrate into a one-member etcd of its own) and
+// into OPA-Envoy (as a data document), and measures each of them and a
+// do-nothing grpc-go ext_authz server with the closed-loop load generator
+// of package load. Servers run on CPU 0; run itself, the load generator,
+// belongs on CPU 1 (make bench starts it with taskset), and so does etcd. Every figure is reported with its ratio to the
 // do-nothing server measured in the same run.
 //
 //	go run ./bench/run -bin bin -keys 1000,100000,1000000 -md docs/benchmarks.md
@@ -11,6 +12,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -34,9 +36,10 @@ const serverCPU = "0"
 
 // Server names.
 const (
-	nopServer     = "nop"
-	keygateServer = "keygate"
-	opaServer     = "opa-envoy"
+	nopServer         = "nop"
+	keygateServer     = "keygate"
+	keygateEtcdServer = "keygate-etcd" // keygate serve --store etcd, on a one-member etcd
+	opaServer         = "opa-envoy"
 )
 
 type options struct {
@@ -71,7 +74,8 @@ type report struct {
 	Window      string         `json:"window"`
 	Rounds      int            `json:"rounds"`
 	Rows        []row          `json:"rows"`
-	ImportRates map[int]string `json:"import"` // keys -> keygate import's own summary
+	ImportRates map[int]string `json:"import"`    // keys -> keygate import's own summary
+	EtcdLoads   map[int]string `json:"etcd_load"` // keys -> keygate migrate's summary, timed
 	Writes      []writeRow     `json:"writes"`
 }
 
@@ -84,7 +88,7 @@ func main() {
 	flag.StringVar(&o.svg, "svg", "", "chart `file` to write (docs/benchmarks.svg); empty: none")
 	flag.StringVar(&keys, "keys", "1000,100000,1000000", "comma-separated key counts")
 	flag.StringVar(&inflight, "inflight", "16,64", "comma-separated numbers of Checks in flight")
-	flag.StringVar(&servers, "servers", nopServer+","+keygateServer+","+opaServer, "comma-separated servers to measure")
+	flag.StringVar(&servers, "servers", strings.Join([]string{nopServer, keygateServer, keygateEtcdServer, opaServer}, ","), "comma-separated servers to measure")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "warm-up before each window")
 	flag.DurationVar(&o.window, "window", 10*time.Second, "measuring window")
 	flag.IntVar(&o.requests, "requests", 1000, "distinct pre-encoded requests")
@@ -138,6 +142,7 @@ func run(ctx context.Context, o options) error {
 		Window:      o.window.String(),
 		Rounds:      o.rounds,
 		ImportRates: map[int]string{},
+		EtcdLoads:   map[int]string{},
 	}
 	for _, n := range o.keys {
 		log.Printf("%d keys: generating", n)
@@ -226,7 +231,8 @@ func start(ctx context.Context, o options, ds *dataSet, name string, rep *report
 		return nil, err
 	}
 	logPath := filepath.Join(o.work, fmt.Sprintf("%s-%d.log", name, ds.keys))
-	var argv []string
+	var argv, env []string
+	var backend *server
 	switch name {
 	case nopServer:
 		bin, err := binary(o.bin, "nop")
@@ -237,12 +243,12 @@ func start(ctx context.Context, o options, ds *dataSet, name string, rep *report
 		if o.profile {
 			argv = append(argv, "-cpuprofile", profilePath(o, name, ds.keys))
 		}
-	case keygateServer:
+	case keygateServer, keygateEtcdServer:
 		bin, err := binary(o.bin, "keygate")
 		if err != nil {
 			return nil, err
 		}
-		db := filepath.Join(o.work, fmt.Sprintf("keygate-%d.db", ds.keys))
+		db := filepath.Join(o.work, fmt.Sprintf("%s-%d.db", name, ds.keys))
 		if err := removeDB(db); err != nil {
 			return nil, err
 		}
@@ -250,13 +256,25 @@ func start(ctx context.Context, o options, ds *dataSet, name string, rep *report
 		if err != nil {
 			return nil, fmt.Errorf("keygate import: %w: %s", err, out)
 		}
-		rep.ImportRates[ds.keys] = strings.TrimSpace(string(out))
+		if name == keygateServer {
+			rep.ImportRates[ds.keys] = strings.TrimSpace(string(out))
+		}
 		log.Printf("%d keys: %s", ds.keys, out)
 		admin, err := freeAddr()
 		if err != nil {
 			return nil, err
 		}
-		argv = []string{bin, "serve", "--db", db, "--grpc-addr", addr, "--admin-addr", admin, "--flush-interval", "1m"}
+		argv = []string{bin, "serve", "--grpc-addr", addr, "--admin-addr", admin, "--flush-interval", "1m"}
+		if name == keygateServer {
+			argv = append(argv, "--db", db)
+			break
+		}
+		var endpoint string
+		if backend, endpoint, err = etcdWith(ctx, o, ds.keys, bin, db, rep); err != nil {
+			return nil, err
+		}
+		argv = append(argv, "--store", "etcd", "--etcd-endpoints", endpoint, "--etcd-prefix", etcdPrefix)
+		env = append(env, "KEYGATE_ADMIN_TOKEN="+rand.Text())
 	case opaServer:
 		bin, err := binary(o.bin, "opa-envoy")
 		if err != nil {
@@ -276,15 +294,18 @@ func start(ctx context.Context, o options, ds *dataSet, name string, rep *report
 		return nil, fmt.Errorf("unknown server %q", name)
 	}
 
-	var env []string
-	if o.profile && name == keygateServer {
+	if o.profile && (name == keygateServer || name == keygateEtcdServer) {
 		env = append(env, "KEYGATE_CPUPROFILE="+profilePath(o, name, ds.keys))
 	}
 	log.Printf("%d keys: starting %s", ds.keys, name)
 	s, err := startServer(ctx, name, addr, logPath, ds.probe, o.readyTimeout, env, argv...)
 	if err != nil {
+		if backend != nil {
+			backend.stop()
+		}
 		return nil, err
 	}
+	s.backend = backend
 	if s.idleRSS, err = load.RSS(s.pid()); err != nil {
 		s.stop()
 		return nil, err

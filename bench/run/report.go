@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -75,6 +77,12 @@ func writeMarkdown(path string, rep report) error {
 			}
 		}
 	}
+	if len(rep.EtcdLoads) > 0 {
+		b.WriteString("\nCopying them into keygate-etcd's etcd member with `keygate migrate` (on CPU 0, etcd on CPU 1):\n\n")
+		for _, n := range slices.Sorted(maps.Keys(rep.EtcdLoads)) {
+			fmt.Fprintf(&b, "- %d keys: %s\n", n, rep.EtcdLoads[n])
+		}
+	}
 	if len(rep.Writes) > 0 {
 		b.WriteString("\nWrites through the admin API (JSON over HTTP) from 32 clients at once, each acknowledged once it is on disk:\n\n")
 		b.WriteString("| write | writes/s | p50 ms | p99 ms | server CPU µs/write |\n|---|---:|---:|---:|---:|\n")
@@ -94,7 +102,7 @@ func writeMarkdown(path string, rep report) error {
 }
 
 // Colours of the servers in the chart.
-var colours = map[string]string{nopServer: "#9e9e9e", keygateServer: "#1f77b4", opaServer: "#ff7f0e"}
+var colours = map[string]string{nopServer: "#9e9e9e", keygateServer: "#1f77b4", keygateEtcdServer: "#2ca02c", opaServer: "#ff7f0e"}
 
 // chart draws two bar panels, server CPU per Check and Checks/s, each as a
 // ratio to the do-nothing server, grouped by keys and in-flight count.

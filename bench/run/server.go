@@ -17,7 +17,8 @@ import (
 	"github.com/keygate/keygate/bench/load"
 )
 
-// server is one ext_authz server under test, running on CPU 0.
+// server is one ext_authz server under test, running on CPU 0, or a
+// process that one depends on.
 type server struct {
 	name    string
 	cmd     *exec.Cmd
@@ -27,18 +28,24 @@ type server struct {
 	startup time.Duration // from exec to the first allowed Check
 	idleRSS int64         // after start-up, before any load
 	log     *os.File
+	backend *server // a process the server needs (etcd), stopped after it
 }
 
 // startServer runs argv pinned to serverCPU, with env added to the
 // environment and its output in logPath, and waits until it allows probe
 // on addr, or with a nil probe until addr accepts connections.
 func startServer(ctx context.Context, name, addr, logPath string, probe []byte, timeout time.Duration, env []string, argv ...string) (*server, error) {
+	return startOn(ctx, serverCPU, name, addr, logPath, probe, timeout, env, argv...)
+}
+
+// startOn is startServer on the given CPU.
+func startOn(ctx context.Context, cpu, name, addr, logPath string, probe []byte, timeout time.Duration, env []string, argv ...string) (*server, error) {
 	log, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	s := &server{name: name, addr: addr, log: log}
-	s.cmd = exec.Command("taskset", append([]string{"-c", serverCPU}, argv...)...)
+	s.cmd = exec.Command("taskset", append([]string{"-c", cpu}, argv...)...)
 	s.cmd.Stdout, s.cmd.Stderr = log, log
 	s.cmd.Env = append(os.Environ(), env...)
 	start := time.Now()
@@ -89,8 +96,11 @@ func (s *server) waitReady(ctx context.Context, probe []byte, deadline time.Time
 // pid is the server's own process: taskset execs it in place.
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
-// stop ends the server and waits for it.
+// stop ends the server and waits for it, then stops its backend.
 func (s *server) stop() {
+	if s.backend != nil {
+		defer s.backend.stop()
+	}
 	if s.conn != nil {
 		s.conn.Close()
 	}
