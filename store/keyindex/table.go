@@ -3,12 +3,14 @@ package keyindex
 import (
 	"encoding/binary"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/keygate/keygate/authz"
 )
 
-// chunkBits sets the entries per arena chunk: 2^14 keys are 1.6 MiB.
-const chunkBits = 14
+// chunkBits sets the entries per arena chunk: 2^16 keys are 6.5 MiB, big
+// enough for huge pages (see hugePages) to cover most of a chunk.
+const chunkBits = 16
 
 // arena holds entries at stable addresses, numbered from 0. Readers may
 // call at concurrently with one caller of add.
@@ -29,7 +31,9 @@ func (a *arena[T]) add() (uint32, *T) {
 		cs = *p
 	}
 	if int(i>>chunkBits) == len(cs) {
-		grown := append(cs[:len(cs):len(cs)], new([1 << chunkBits]T))
+		c := new([1 << chunkBits]T)
+		hugePages(unsafe.Pointer(c), unsafe.Sizeof(*c))
+		grown := append(cs[:len(cs):len(cs)], c)
 		a.chunks.Store(&grown)
 	}
 	a.n.Store(i + 1)
@@ -50,7 +54,11 @@ type table struct {
 	slots []atomic.Uint64 // a power of two, at most half full
 }
 
-func newTable(size int) *table { return &table{slots: make([]atomic.Uint64, size)} }
+func newTable(size int) *table {
+	slots := make([]atomic.Uint64, size)
+	hugePages(unsafe.Pointer(&slots[0]), uintptr(size)*unsafe.Sizeof(slots[0]))
+	return &table{slots: slots}
+}
 
 // probe returns where the search for h starts and the tag of its slots.
 func probe(h *authz.KeyHash) (start uint64, tag uint64) {
