@@ -10,19 +10,23 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/store/bolt"
+	"github.com/keygate/keygate/store/etcd"
 )
 
-const importSynopsis = `keygate import [flags] FILE
+const importSynopsis = `keygate import [--store bolt|etcd] [flags] FILE
 
 Loads accounts and their keys from FILE (JSON Lines; "-" reads standard
-input) straight into the database, which no keygate serve may hold open.
-Each line is one account:
+input) straight into the store: the bbolt database --db, which no keygate
+serve may hold open, or with --store etcd the etcd prefix, empty or in use
+by running replicas. Each line is one account:
 
   {"name": "Acme Corp", "balance": 1000, "disabled": false, "keys": [
     {"name": "backend", "secret": "sk-kg-..."},
@@ -33,7 +37,14 @@ included, or another gateway's key of 20 to 256 token characters, which
 keeps working as it is) or as the SHA-256 of its secret, in hex. Only the
 hash and a hint are stored. Every line is checked first, and bad ones are
 reported with their line numbers; then everything is imported in one
-transaction, or nothing is.`
+transaction, or nothing is.
+
+With --store etcd the lines are checked, and the records made, in a
+temporary bbolt file, then written to etcd: into an empty prefix all at
+once (as keygate migrate does: no replica starts on part of it); into a
+prefix in use one account at a time, each with its keys, and a key whose
+hash another key holds fails the import and removes the accounts already
+written. An import killed midway leaves the accounts written so far.`
 
 // maxReported bounds the bad lines an import lists.
 const maxReported = 20
@@ -41,12 +52,24 @@ const maxReported = 20
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("import", importSynopsis, stderr)
 	db := fs.String("db", envOr("KEYGATE_DB", "keygate.db"), "bbolt database `file`, created if missing (env KEYGATE_DB)")
+	store := fs.String("store", envOr("KEYGATE_STORE", storeBolt), "`kind` of store to import into: bolt (--db) or etcd (--etcd-endpoints) (env KEYGATE_STORE)")
+	var e EtcdConfig
+	ef := addEtcdFlags(fs, &e)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
 	if err := wantArgs(pos, "FILE"); err != nil {
 		return err
+	}
+	switch *store {
+	case storeBolt:
+	case storeEtcd:
+		if err := ef.apply(); err != nil {
+			return err
+		}
+	default:
+		return usagef("--store is %s or %s, not %q", storeBolt, storeEtcd, *store)
 	}
 	in := io.Reader(os.Stdin)
 	if pos[0] != "-" {
@@ -65,22 +88,12 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	s, err := bolt.Open(*db, bolt.Options{})
+	if *store == storeEtcd {
+		err = importEtcd(ctx, e, accounts, lines)
+	} else {
+		err = importBolt(ctx, *db, accounts, lines)
+	}
 	if err != nil {
-		return fmt.Errorf("open database: %w", err)
-	}
-	defer s.Close()
-	if _, err := s.Import(ctx, accounts); err != nil {
-		if ie := (*bolt.ImportError)(nil); errors.As(err, &ie) {
-			bad := make([]string, len(ie.Accounts))
-			for i, a := range ie.Accounts {
-				bad[i] = fmt.Sprintf("line %d: %v", lines[a.Index], a.Err)
-			}
-			return badLines(bad)
-		}
-		return err
-	}
-	if err := s.Close(); err != nil {
 		return err
 	}
 	keys := 0
@@ -91,6 +104,72 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "imported %d accounts and %d keys in %s (%.0f keys/s)\n",
 		len(accounts), keys, took.Round(time.Millisecond), float64(keys)/took.Seconds())
 	return nil
+}
+
+// importBolt imports accounts into the bbolt database at path.
+func importBolt(ctx context.Context, path string, accounts []bolt.ImportAccount, lines []int) error {
+	s, _, err := openAndImport(ctx, path, accounts, lines)
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+// importEtcd imports accounts into the etcd prefix of e, through a
+// temporary bbolt database that checks them and makes their records.
+func importEtcd(ctx context.Context, e EtcdConfig, accounts []bolt.ImportAccount, lines []int) error {
+	dir, err := os.MkdirTemp("", "keygate-import-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	s, ids, err := openAndImport(ctx, filepath.Join(dir, "staging.db"), accounts, lines)
+	if err != nil {
+		return err
+	}
+	d, err := s.Dump(ctx)
+	if err = errors.Join(err, s.Close()); err != nil {
+		return err
+	}
+	cli, err := etcdClient(e)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	err = etcd.Import(ctx, cli, e.Prefix, d)
+	// An *ImportError alone: the accounts written before it were removed.
+	if ie, ok := err.(*etcd.ImportError); ok {
+		if i := slices.Index(ids, ie.AccountID); i >= 0 {
+			return fmt.Errorf("import: line %d: %w; nothing imported", lines[i], ie.Err)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("import into etcd prefix %s: %w", e.Prefix, err)
+	}
+	return nil
+}
+
+// openAndImport opens the bbolt database at path and imports accounts,
+// reporting invalid ones by their lines. It returns the open store and the
+// new accounts' ids.
+func openAndImport(ctx context.Context, path string, accounts []bolt.ImportAccount, lines []int) (*bolt.Store, []string, error) {
+	s, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open database: %w", err)
+	}
+	ids, err := s.Import(ctx, accounts)
+	if err != nil {
+		s.Close()
+		if ie := (*bolt.ImportError)(nil); errors.As(err, &ie) {
+			bad := make([]string, len(ie.Accounts))
+			for i, a := range ie.Accounts {
+				bad[i] = fmt.Sprintf("line %d: %v", lines[a.Index], a.Err)
+			}
+			return nil, nil, badLines(bad)
+		}
+		return nil, nil, err
+	}
+	return s, ids, nil
 }
 
 // importLine is one line of an import file.

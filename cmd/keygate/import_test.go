@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/store/bolt"
+	"github.com/keygate/keygate/store/etcd"
+	"github.com/keygate/keygate/store/etcd/etcdtest"
 )
 
 func runImportCLI(t *testing.T, db, file string) (code int, stdout, stderr string) {
@@ -130,5 +133,80 @@ func TestImportRefusesBadLines(t *testing.T) {
 	defer s.Close()
 	if n := s.Stats().Accounts; n != 0 {
 		t.Errorf("a refused import stored %d accounts", n)
+	}
+}
+
+// TestImportEtcd imports into an empty etcd prefix, then into the prefix
+// in use by a replica, which sees the new keys; an import with a key that
+// the prefix holds already is refused whole, the accounts written before
+// the clash removed, however many transactions they took.
+func TestImportEtcd(t *testing.T) {
+	ctx := t.Context()
+	c := etcdtest.Start(t, 1)
+	importEtcd := func(file string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := run(ctx, []string{"import", "--store", "etcd", "--etcd-endpoints", strings.Join(c.Endpoints(), ","), "--etcd-prefix", "/imported/", file}, &out, &errOut)
+		return code, out.String() + errOut.String()
+	}
+	// keysLine is an account line with n new keys, and the keys' secrets.
+	keysLine := func(name string, n int, also ...string) (string, []string) {
+		secrets := append([]string(nil), also...)
+		for len(secrets) < n {
+			secrets = append(secrets, authz.NewSecret())
+		}
+		var ks []string
+		for i, s := range secrets {
+			ks = append(ks, fmt.Sprintf(`{"name":"k%d","secret":"%s"}`, i, s))
+		}
+		return fmt.Sprintf(`{"name":%q,"balance":10,"keys":[%s]}`, name, strings.Join(ks, ",")), secrets
+	}
+
+	first, firstSecrets := keysLine("Acme", 2)
+	if code, out := importEtcd(writeFile(t, first)); code != 0 || !strings.Contains(out, "imported 1 accounts and 2 keys") {
+		t.Fatalf("import into an empty prefix: exit %d: %s", code, out)
+	}
+	cli := c.Client(t)
+	s, err := etcd.Open(ctx, cli, "/imported/", etcd.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	allowed := func(secret string) bool {
+		d, err := authz.NewAuthorizer(s, nil).Authorize(ctx, authz.Request{Authorization: "Bearer " + secret})
+		return err == nil && d.Reason == authz.ReasonAllowed
+	}
+	if !allowed(firstSecrets[0]) || !allowed(firstSecrets[1]) {
+		t.Fatal("imported keys are not allowed")
+	}
+
+	big, bigSecrets := keysLine("Globex", 50) // past one transaction
+	small, smallSecrets := keysLine("Initech", 1)
+	if code, out := importEtcd(writeFile(t, big, small)); code != 0 || !strings.Contains(out, "imported 2 accounts and 51 keys") {
+		t.Fatalf("import into a prefix in use: exit %d: %s", code, out)
+	}
+	waitUntil(t, "the replica allows the keys imported while it runs", func() bool {
+		return allowed(bigSecrets[49]) && allowed(smallSecrets[0])
+	})
+
+	// The third line's last key is the first import's.
+	ok1, okSecrets := keysLine("Umbrella", 60)
+	ok2, _ := keysLine("Hooli", 1)
+	clash, _ := keysLine("Clash", 45, firstSecrets[1:]...)
+	code, out := importEtcd(writeFile(t, ok1, ok2, clash))
+	if code == 0 || !strings.Contains(out, "line 3: conflict") || !strings.Contains(out, "nothing imported") {
+		t.Fatalf("an import with a stored key: exit %d: %s", code, out)
+	}
+	if err := etcd.Verify(ctx, cli, "/imported/"); err != nil {
+		t.Errorf("Verify after a refused import: %v", err)
+	}
+	d, _, err := etcd.Dump(ctx, cli, "/imported/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Accounts) != 3 || len(d.Keys) != 53 {
+		t.Errorf("after a refused import etcd holds %d accounts and %d keys, want 3 and 53", len(d.Accounts), len(d.Keys))
+	}
+	if allowed(okSecrets[0]) {
+		t.Error("a key of a refused import is allowed")
 	}
 }

@@ -87,35 +87,26 @@ const restoreOps = 120
 func Restore(ctx context.Context, cli *clientv3.Client, prefix string, d record.Dump) error {
 	l := layout(withSlash(prefix))
 	var ops []clientv3.Op
-	put := func(k string, v []byte) { ops = append(ops, clientv3.OpPut(k, string(v))) }
 	for _, r := range d.Accounts {
-		v, err := record.Encode(r)
+		op, err := l.accountWrite(r)
 		if err != nil {
 			return err
 		}
-		put(l.account(r.Id), v)
+		ops = append(ops, op)
 	}
 	for _, r := range d.Keys {
-		if len(r.Hash) != len(authz.KeyHash{}) {
-			return fmt.Errorf("key %s has a %d-byte hash", r.Id, len(r.Hash))
-		}
-		v, err := record.Encode(r)
+		kops, err := l.keyWrites(r)
 		if err != nil {
 			return err
 		}
-		put(l.key(r.Id), v)
-		put(l.hash(authz.KeyHash(r.Hash)), []byte(r.Id))
-		put(l.accountKeys(r.AccountId)+r.Id, nil)
+		ops = append(ops, kops...)
 	}
 	for _, r := range d.Ledger {
-		v, err := record.Encode(r)
+		lops, err := l.ledgerWrites(r)
 		if err != nil {
 			return err
 		}
-		put(l.ledgerEntry(r.AccountId, r.Seq), v)
-		if r.IdempotencyKey != "" {
-			put(l.idempotency(r.AccountId, r.IdempotencyKey), []byte(strconv.FormatUint(r.Seq, 10)))
-		}
+		ops = append(ops, lops...)
 	}
 	empty := clientv3.Compare(clientv3.CreateRevision(string(l)), "=", 0).WithPrefix()
 	for start := 0; start < len(ops); start += restoreOps {
@@ -123,27 +114,38 @@ func Restore(ctx context.Context, cli *clientv3.Client, prefix string, d record.
 		if start > 0 { // the others find no schema: no one opened it meanwhile
 			guard = notExists(l.schema())
 		}
-		if err := commit(ctx, cli, guard, ops[start:min(start+restoreOps, len(ops))]...); err != nil {
-			return err
+		if err := commit(ctx, cli, []clientv3.Cmp{guard}, ops[start:min(start+restoreOps, len(ops))]...); err != nil {
+			return restoreError(err)
 		}
 	}
 	guard := notExists(l.schema())
 	if len(ops) == 0 {
 		guard = empty
 	}
-	return commit(ctx, cli, guard, clientv3.OpPut(l.schema(), schemaVersion))
+	return restoreError(commit(ctx, cli, []clientv3.Cmp{guard}, clientv3.OpPut(l.schema(), schemaVersion)))
 }
 
-// commit runs ops if guard holds.
-func commit(ctx context.Context, cli *clientv3.Client, guard clientv3.Cmp, ops ...clientv3.Op) error {
+// restoreError says what a failed guard of Restore means.
+func restoreError(err error) error {
+	if errors.Is(err, errGuardFailed) {
+		return errors.New("the prefix is not empty, or another keygate started on it meanwhile")
+	}
+	return err
+}
+
+// errGuardFailed is returned by commit when its guards do not hold.
+var errGuardFailed = errors.New("a compare of the transaction failed")
+
+// commit runs ops if guards hold.
+func commit(ctx context.Context, cli *clientv3.Client, guards []clientv3.Cmp, ops ...clientv3.Op) error {
 	ctx, cancel := context.WithTimeout(ctx, dumpPageTimeout)
 	defer cancel()
-	resp, err := cli.Txn(ctx).If(guard).Then(ops...).Commit()
+	resp, err := cli.Txn(ctx).If(guards...).Then(ops...).Commit()
 	switch {
 	case err != nil:
 		return err
 	case !resp.Succeeded:
-		return errors.New("the prefix is not empty, or another keygate started on it meanwhile")
+		return errGuardFailed
 	}
 	return nil
 }
@@ -153,4 +155,40 @@ func withSlash(prefix string) string {
 		prefix += "/"
 	}
 	return prefix
+}
+
+// accountWrite is the put of an account record.
+func (l layout) accountWrite(r *storagev1.AccountRecord) (clientv3.Op, error) {
+	v, err := record.Encode(r)
+	return clientv3.OpPut(l.account(r.Id), string(v)), err
+}
+
+// keyWrites are the puts of a new key: its record, the claim of its hash
+// and its listing under its account.
+func (l layout) keyWrites(r *storagev1.KeyRecord) ([]clientv3.Op, error) {
+	if len(r.Hash) != len(authz.KeyHash{}) {
+		return nil, fmt.Errorf("key %s has a %d-byte hash", r.Id, len(r.Hash))
+	}
+	v, err := record.Encode(r)
+	if err != nil {
+		return nil, err
+	}
+	return []clientv3.Op{
+		clientv3.OpPut(l.key(r.Id), string(v)),
+		clientv3.OpPut(l.hash(authz.KeyHash(r.Hash)), r.Id),
+		clientv3.OpPut(l.accountKeys(r.AccountId)+r.Id, ""),
+	}, nil
+}
+
+// ledgerWrites are the puts of a ledger entry and of its idempotency key.
+func (l layout) ledgerWrites(r *storagev1.LedgerRecord) ([]clientv3.Op, error) {
+	v, err := record.Encode(r)
+	if err != nil {
+		return nil, err
+	}
+	ops := []clientv3.Op{clientv3.OpPut(l.ledgerEntry(r.AccountId, r.Seq), string(v))}
+	if r.IdempotencyKey != "" {
+		ops = append(ops, clientv3.OpPut(l.idempotency(r.AccountId, r.IdempotencyKey), strconv.FormatUint(r.Seq, 10)))
+	}
+	return ops, nil
 }
