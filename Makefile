@@ -24,9 +24,10 @@ generate: tools
 		--go-grpc_out=. --go-grpc_opt=module=github.com/keygate/keygate \
 		proto/keygate/admin/v1/admin.proto proto/keygate/storage/v1/records.proto
 
-# bench runs keygate, a do-nothing grpc-go server and OPA-Envoy side by side
-# (servers on CPU 0, the load generator on CPU 1) and rewrites
-# docs/benchmarks.md and its chart. It takes about 16 minutes.
+# bench runs keygate (on bolt and on a one-member etcd), a do-nothing grpc-go
+# server and OPA-Envoy side by side (servers on CPU 0, the load generator and
+# etcd on CPU 1) and rewrites docs/benchmarks.md and its chart. It takes
+# about 22 minutes.
 BENCH_FLAGS ?= -keys 1000,100000,1000000 -inflight 16,64
 bench: bench-build
 	taskset -c 1 go run ./bench/run -bin $(BIN) $(BENCH_FLAGS) -md docs/benchmarks.md -svg docs/benchmarks.svg
