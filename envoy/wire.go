@@ -105,21 +105,32 @@ func (w *wireRequest) attributes(b []byte) error {
 	})
 }
 
+// httpRequest reads an HttpRequest, which holds most of a CheckRequest's
+// bytes: its loop is written out rather than handed to eachField.
 func (w *wireRequest) httpRequest(b []byte) error {
-	return eachField(b, func(num protowire.Number, v []byte) error {
-		switch num {
-		case fieldHeaders:
-			return headerEntry(v, w.http.Headers)
-		case fieldHeaderMap:
-			return eachField(v, func(num protowire.Number, v []byte) error {
+	for len(b) > 0 {
+		num, ok, v, rest, err := nextField(b)
+		if err != nil {
+			return err
+		}
+		b = rest
+		switch {
+		case !ok:
+		case num == fieldHeaders:
+			err = headerEntry(v, w.http.Headers)
+		case num == fieldHeaderMap:
+			err = eachField(v, func(num protowire.Number, v []byte) error {
 				if num == fieldHeaderMapHeaders {
 					return w.headerValue(v)
 				}
 				return nil
 			})
 		}
-		return nil
-	})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (w *wireRequest) headerValue(b []byte) error {
@@ -146,9 +157,12 @@ func (w *wireRequest) headerValue(b []byte) error {
 // a credential header, the only ones RequestFromCheck looks up there. The
 // value of another header is not read, nor checked for UTF-8.
 func headerEntry(b []byte, m map[string]string) error {
-	key, value, err := entry(b)
-	if err != nil {
-		return err
+	key, value, ok := plainEntry(b)
+	if !ok {
+		var err error
+		if key, value, err = entry(b); err != nil {
+			return err
+		}
 	}
 	if _, wanted := authz.SourceOf(unsafeString(key)); !wanted {
 		return nil
@@ -176,6 +190,28 @@ func mapEntry(b []byte, m map[string]string) error {
 	}
 	m[k] = v
 	return nil
+}
+
+// plainEntry splits a map entry written the way encoders write one: the
+// key field, then the value field, once each. ok is false for any other
+// form, which entry reads.
+func plainEntry(b []byte) (key, value []byte, ok bool) {
+	const keyTag, valueTag = fieldKey<<3 | byte(protowire.BytesType), fieldValue<<3 | byte(protowire.BytesType)
+	if len(b) == 0 || b[0] != keyTag {
+		return nil, nil, false
+	}
+	key, n := protowire.ConsumeBytes(b[1:])
+	if n < 0 {
+		return nil, nil, false
+	}
+	if b = b[1+n:]; len(b) == 0 {
+		return key, nil, true
+	}
+	if b[0] != valueTag {
+		return nil, nil, false
+	}
+	value, n = protowire.ConsumeBytes(b[1:])
+	return key, value, n == len(b)-1
 }
 
 // entry reads the key and value of a map entry: the last of each, empty

@@ -286,3 +286,35 @@ func TestWireInterceptor(t *testing.T) {
 		t.Errorf("refused call: %v", err)
 	}
 }
+
+// TestWireHeaderEntryForms: a headers map entry in a form other than key
+// then value (reordered, repeated, partial, with extra fields, with long
+// length varints) decodes as proto.Unmarshal decodes it.
+func TestWireHeaderEntryForms(t *testing.T) {
+	str := func(num protowire.Number, s string) []byte {
+		return protowire.AppendString(protowire.AppendTag(nil, num, protowire.BytesType), s)
+	}
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	const bearer = "Bearer sk-kg-abc"
+	key, value := str(1, "authorization"), str(2, bearer)
+	longLength := cat([]byte{1<<3 | 2, 0x8d, 0x00}, []byte("authorization")) // 13 as two varint bytes
+	forms := map[string][]byte{
+		"key, value":             cat(key, value),
+		"value, key":             cat(value, key),
+		"key only":               key,
+		"value only":             value,
+		"other key, then key":    cat(str(1, "x-other"), key, value),
+		"key, value, other key":  cat(key, value, str(1, "x-other")),
+		"two values":             cat(key, str(2, "Bearer first"), value),
+		"extra varint field":     cat(key, value, protowire.AppendVarint(protowire.AppendTag(nil, 3, protowire.VarintType), 7)),
+		"long length varint":     cat(longLength, value),
+		"value not UTF-8":        cat(key, str(2, "Bearer \xff")),
+		"replaced key not UTF-8": cat(str(1, "\xff"), key, value),
+		"truncated":              cat(key, value)[:5],
+	}
+	for name, entry := range forms {
+		http := str(3, string(entry))
+		msg := str(1, string(str(4, string(str(2, string(http))))))
+		assertSameRequest(t, name, msg)
+	}
+}
