@@ -97,14 +97,19 @@ type Index struct {
 	dirty    atomic.Uint32 // head of the list of entries to flush, as in key.next
 	live     atomic.Int64  // keys that lookups find
 
-	mu         sync.Mutex
-	accountIDs map[string]uint32 // entry numbers; guarded by mu
-	gen        uint32            // the current snapshot; guarded by mu
+	mu sync.Mutex
+	// accountIDs maps account ids to entry numbers. Its keys are arrays, not
+	// strings, so that it holds no pointers: the garbage collector skips
+	// it instead of following 100,000 strings in every cycle, which at a
+	// million keys was most of a cycle's work and the tail of Check's
+	// latency. Guarded by mu.
+	accountIDs map[[maxIDLen]byte]uint32
+	gen        uint32 // the current snapshot; guarded by mu
 }
 
 // New returns an empty index.
 func New() *Index {
-	x := &Index{accountIDs: make(map[string]uint32)}
+	x := &Index{accountIDs: make(map[[maxIDLen]byte]uint32)}
 	x.table.Store(newTable(1024))
 	return x
 }
@@ -165,12 +170,14 @@ func (x *Index) ApplyAccount(r *storagev1.AccountRecord, rev int64) error {
 // an empty one (revision 0, no balance) when it is not known yet. The caller
 // holds mu.
 func (x *Index) account(id string) uint32 {
-	if i, ok := x.accountIDs[id]; ok {
+	var k [maxIDLen]byte
+	copy(k[:], id)
+	if i, ok := x.accountIDs[k]; ok {
 		return i
 	}
 	i, a := x.accounts.add()
-	copy(a.id[:], id)
-	x.accountIDs[a.accountID()] = i
+	a.id = k
+	x.accountIDs[k] = i
 	return i
 }
 
