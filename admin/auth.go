@@ -71,6 +71,17 @@ func (t *Tokens) verify(values []string) bool {
 	return match == 1
 }
 
+// GRPCServerOptions are the options of the admin API's gRPC server: tokens
+// guard every call (UnaryAuthInterceptor), and a request may be as large as
+// the JSON API takes (1 MiB) instead of gRPC's 4 MiB, so that neither way in
+// accepts more than the other.
+func GRPCServerOptions(tokens *Tokens) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.UnaryInterceptor(UnaryAuthInterceptor(tokens)),
+		grpc.MaxRecvMsgSize(maxBodyBytes),
+	}
+}
+
 // UnaryAuthInterceptor returns a gRPC interceptor that answers
 // codes.Unauthenticated unless the call's "authorization" metadata is
 // "Bearer <token>" with one of tokens. It guards every unary method of the

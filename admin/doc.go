@@ -1,6 +1,6 @@
 // Package admin is keygate's key-management API: accounts, balances,
 // ledgers and API keys, defined in proto/keygate/admin/v1 and served over
-// gRPC (Service, UnaryAuthInterceptor) and as JSON over HTTP (NewHandler),
+// gRPC (Service, GRPCServerOptions) and as JSON over HTTP (NewHandler),
 // with a Go client for the latter (Client).
 //
 // # HTTP routes

@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -21,7 +22,7 @@ func TestGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.UnaryInterceptor(admin.UnaryAuthInterceptor(admin.NewTokens(testToken))))
+	srv := grpc.NewServer(admin.GRPCServerOptions(admin.NewTokens(testToken))...)
 	adminv1.RegisterAdminServer(srv, e.svc)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
@@ -45,6 +46,10 @@ func TestGRPC(t *testing.T) {
 	wantCode(t, err, codes.Unauthenticated)
 
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+testToken)
+	// A request larger than the JSON API's 1 MiB is refused before it is
+	// read, as over HTTP (413).
+	_, err = client.CreateAccount(ctx, &adminv1.CreateAccountRequest{Name: strings.Repeat("a", 1<<20)})
+	wantCode(t, err, codes.ResourceExhausted)
 	acct, err := client.CreateAccount(ctx, req)
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/checkmetrics"
 	"github.com/keygate/keygate/envoy"
 )
 
@@ -325,8 +326,8 @@ func TestCheckStoreFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertResponse(t, resp, checkCase{reason: authz.ReasonMalformedKey, deny: badKey})
-	assertCounts(t, reg, map[[2]string]int{
+	assertCounts(t, reg, map[checkmetrics.Series]int{
 		{"error", "store_error"}:  1,
 		{"deny", "malformed_key"}: 1,
-	})
+	}, 2)
 }

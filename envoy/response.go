@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/checkmetrics"
 )
 
 // Headers set on the upstream request of an allowed check.
@@ -57,7 +58,7 @@ func newOutcome(r authz.Reason, checks prometheus.Counter) outcome {
 	o := outcome{
 		checks:   checks,
 		status:   &rpcstatus.Status{Code: int32(codes.OK)},
-		decision: structpb.NewStringValue(decisionOf(r)),
+		decision: structpb.NewStringValue(checkmetrics.Decision(r)),
 		reason:   structpb.NewStringValue(r.String()),
 	}
 	if r == authz.ReasonAllowed {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/checkmetrics"
 )
 
 // Server implements authv3.AuthorizationServer over an authz.Authorizer. It
@@ -17,27 +18,25 @@ import (
 type Server struct {
 	authorizer *authz.Authorizer
 	outcomes   []outcome // indexed by authz.Reason
-	errors     prometheus.Counter
-	duration   prometheus.Histogram
+	metrics    *checkmetrics.Set
 	templates  *templates // encoded answers of the wire path
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
 
-// NewServer returns a Server that decides with a and registers its metrics on
-// reg; with a nil reg they are kept but not exported. It panics if the
-// metrics are already registered on reg.
+// NewServer returns a Server that decides with a and registers its metrics
+// (checkmetrics, api="grpc") on reg; with a nil reg they are kept but not
+// exported. It panics if they are already registered on reg.
 func NewServer(a *authz.Authorizer, reg prometheus.Registerer) *Server {
-	m := newMetrics(reg)
+	m := checkmetrics.New(reg, checkmetrics.APIGRPC)
 	s := &Server{
 		authorizer: a,
 		outcomes:   make([]outcome, len(authz.Reasons())),
-		errors:     m.errors,
-		duration:   m.duration,
+		metrics:    m,
 		templates:  newTemplates(),
 	}
 	for _, r := range authz.Reasons() {
-		s.outcomes[r] = newOutcome(r, m.checks(r))
+		s.outcomes[r] = newOutcome(r, m.Checks(r))
 	}
 	return s
 }
@@ -51,7 +50,7 @@ func NewServer(a *authz.Authorizer, reg prometheus.Registerer) *Server {
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	resp, err := s.check(ctx, req)
-	s.duration.Observe(time.Since(start).Seconds())
+	s.metrics.Since(start)
 	return resp, err
 }
 
@@ -70,7 +69,7 @@ var errUnavailable = status.Error(codes.Unavailable, "keygate: the key store cou
 func (s *Server) decide(ctx context.Context, req authz.Request) (authz.Decision, *outcome, error) {
 	d, err := s.authorizer.Authorize(ctx, req)
 	if err != nil {
-		s.errors.Inc()
+		s.metrics.Error()
 		return d, nil, errUnavailable
 	}
 	o := &s.outcomes[d.Reason]

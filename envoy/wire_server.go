@@ -91,7 +91,7 @@ func (s *Server) checkCall(ctx context.Context, c *wireCall) (*wireCall, error) 
 	if err == nil {
 		c.out, err = s.templates.appendAnswer(c.out[:0], o, d)
 	}
-	s.duration.Observe(time.Since(start).Seconds())
+	s.metrics.Since(start)
 	if err != nil {
 		c.release()
 		return nil, err

@@ -27,8 +27,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/checkmetrics"
 )
 
 // Request headers read besides the credentials.
@@ -48,6 +52,7 @@ const (
 // use.
 type Handler struct {
 	authorizer *authz.Authorizer
+	metrics    *checkmetrics.Set
 	prefix     string
 	denials    [][]denial // by authz.Style, then authz.Reason
 	remove     [][]string // HeaderRemove values by authz.Sources
@@ -78,9 +83,14 @@ var (
 
 // NewHandler returns a Handler that decides with a the requests whose path
 // starts with prefix, and answers 404 to others. An empty prefix or "/"
-// takes every path.
-func NewHandler(a *authz.Authorizer, prefix string) *Handler {
-	h := &Handler{authorizer: a, prefix: strings.TrimSuffix(prefix, "/")}
+// takes every path. It registers its metrics (checkmetrics, api="http") on
+// reg; with a nil reg they are kept but not exported.
+func NewHandler(a *authz.Authorizer, prefix string, reg prometheus.Registerer) *Handler {
+	h := &Handler{
+		authorizer: a,
+		metrics:    checkmetrics.New(reg, checkmetrics.APIHTTP),
+		prefix:     strings.TrimSuffix(prefix, "/"),
+	}
 	h.denials = make([][]denial, len(authz.Styles())+1)
 	for _, s := range authz.Styles() {
 		h.denials[s] = make([]denial, len(authz.Reasons()))
@@ -111,11 +121,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	start := time.Now()
+	defer h.metrics.Since(start)
 	d, err := h.authorizer.Authorize(r.Context(), requestFrom(r.Header))
 	if err != nil {
+		h.metrics.Error()
 		http.Error(w, "keygate: the key store could not answer", http.StatusServiceUnavailable)
 		return
 	}
+	h.metrics.Checks(d.Reason).Inc()
 	out := w.Header()
 	if d.Allowed() {
 		out[accountID] = []string{d.AccountID}

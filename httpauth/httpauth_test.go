@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/checkmetrics"
 	"github.com/keygate/keygate/httpauth"
 	"github.com/keygate/keygate/store/bolt"
 )
@@ -18,6 +21,7 @@ import (
 // and a Handler on a real HTTP server on a loopback port.
 type fixture struct {
 	store                        *bolt.Store
+	metrics                      *prometheus.Registry
 	url                          string
 	active, other, revoked, zero string // secrets
 	activeKey                    authz.Key
@@ -32,7 +36,7 @@ func newFixture(t *testing.T, prefix string) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	f := &fixture{store: s}
+	f := &fixture{store: s, metrics: prometheus.NewRegistry()}
 	account := func(balance int64) authz.Account {
 		a, err := s.CreateAccount(ctx, "acme", balance)
 		if err != nil {
@@ -62,7 +66,7 @@ func newFixture(t *testing.T, prefix string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: httpauth.NewHandler(authz.NewAuthorizer(s, nil), prefix), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: httpauth.NewHandler(authz.NewAuthorizer(s, nil), prefix, f.metrics), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(lis)
 	t.Cleanup(func() { srv.Close() })
 	f.url = "http://" + lis.Addr().String()
@@ -160,6 +164,20 @@ func TestHandler(t *testing.T) {
 			}
 		})
 	}
+	// Every check above is counted and timed, as the gRPC Check's are, but
+	// the request outside the prefix, which is no check.
+	err := checkmetrics.Verify(f.metrics, checkmetrics.APIHTTP, map[checkmetrics.Series]int{
+		{"allow", "allowed"}:             5,
+		{"deny", "no_credential"}:        3,
+		{"deny", "revoked_key"}:          1,
+		{"deny", "insufficient_balance"}: 2,
+		{"deny", "malformed_key"}:        1,
+		{"deny", "conflicting_keys"}:     1,
+		{"deny", "bad_route"}:            1,
+	}, 14)
+	if err != nil {
+		t.Error(err)
+	}
 }
 
 // TestHandlerStoreFailure checks that a store that cannot answer is a 503,
@@ -174,5 +192,12 @@ func TestHandlerStoreFailure(t *testing.T) {
 	}
 	if got := f.check(t, "GET", "/", [][2]string{{"Authorization", "Bearer hunter2"}}); got.status != 401 {
 		t.Errorf("malformed key on a closed store: %d, want 401", got.status)
+	}
+	err := checkmetrics.Verify(f.metrics, checkmetrics.APIHTTP, map[checkmetrics.Series]int{
+		{"error", "store_error"}:  1,
+		{"deny", "malformed_key"}: 1,
+	}, 2)
+	if err != nil {
+		t.Error(err)
 	}
 }

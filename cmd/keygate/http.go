@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/httpauth"
 )
@@ -43,8 +45,8 @@ func (f *checkFlags) apply(c *Config) error {
 }
 
 // openHTTP binds the HTTP check endpoint, when one is configured, to decide
-// with a.
-func (m *Main) openHTTP(a *authz.Authorizer) error {
+// with a and count its checks on reg.
+func (m *Main) openHTTP(a *authz.Authorizer, reg prometheus.Registerer) error {
 	if m.cfg.HTTPAddr == "" {
 		return nil
 	}
@@ -54,7 +56,7 @@ func (m *Main) openHTTP(a *authz.Authorizer) error {
 	}
 	m.httpLis = lis
 	m.httpSrv = &http.Server{
-		Handler:           httpauth.NewHandler(a, m.cfg.HTTPPathPrefix),
+		Handler:           httpauth.NewHandler(a, m.cfg.HTTPPathPrefix, reg),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}

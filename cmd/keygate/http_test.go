@@ -108,6 +108,24 @@ func TestHTTPEndpointMatchesCheck(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("outside the prefix: %d, want 404", resp.StatusCode)
 	}
+	// Both endpoints count their checks on the one /metrics, apart.
+	req, err := http.NewRequestWithContext(t.Context(), "GET", "http://"+s.admin+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, metrics := roundTrip(t, req)
+	for _, want := range []string{
+		`keygate_checks_total{api="grpc",decision="allow",reason="allowed"} 2`,
+		`keygate_checks_total{api="http",decision="allow",reason="allowed"} 2`,
+		`keygate_checks_total{api="grpc",decision="deny",reason="insufficient_balance"} 1`,
+		`keygate_checks_total{api="http",decision="deny",reason="insufficient_balance"} 2`,
+		`keygate_check_duration_seconds_count{api="grpc"} 8`,
+		`keygate_check_duration_seconds_count{api="http"} 9`,
+	} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	s.stop()
 }
 

@@ -154,7 +154,7 @@ func Open(c Config, log *slog.Logger) (_ *Main, err error) {
 
 	m.grpcSrv = grpc.NewServer(checkServerOptions()...)
 	checker := authz.NewAuthorizer(m.store, nil).WithDefaults(c.Defaults)
-	if err = m.openHTTP(checker); err != nil {
+	if err = m.openHTTP(checker, reg); err != nil {
 		return nil, err
 	}
 	envoy.NewServer(checker, reg).RegisterWire(m.grpcSrv)
@@ -165,7 +165,7 @@ func Open(c Config, log *slog.Logger) (_ *Main, err error) {
 	reflection.Register(m.grpcSrv)
 
 	svc := admin.NewService(m.store, nil)
-	m.adminGRPC = grpc.NewServer(grpc.UnaryInterceptor(admin.UnaryAuthInterceptor(m.tokens.set)))
+	m.adminGRPC = grpc.NewServer(admin.GRPCServerOptions(m.tokens.set)...)
 	adminv1.RegisterAdminServer(m.adminGRPC, svc)
 	m.adminSrv = &http.Server{
 		Handler:           m.adminHandler(admin.NewHandler(svc, m.tokens.set), reg),
