@@ -71,6 +71,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	c.AdminToken = envOr("KEYGATE_ADMIN_TOKEN", "")
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	slog.SetDefault(log) // packages that log through slog's default (admin) log as serve does
 
 	m, err := Open(c, log)
 	if err != nil {
