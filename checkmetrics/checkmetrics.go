@@ -53,9 +53,8 @@ type Set struct {
 // they are kept but not exported. Sets of different apis share a registry;
 // registering one api twice panics.
 func New(reg prometheus.Registerer, api string) *Set {
-	api = map[string]string{APIGRPC: APIGRPC, APIHTTP: APIHTTP}[api]
-	if api == "" {
-		panic("checkmetrics: unknown api")
+	if api != APIGRPC && api != APIHTTP {
+		panic("checkmetrics: unknown api " + api)
 	}
 	labels := prometheus.Labels{"api": api}
 	checks := prometheus.NewCounterVec(prometheus.CounterOpts{
