@@ -137,7 +137,7 @@ func run(ctx context.Context, o options) error {
 	rep := report{
 		Date:        time.Now().UTC(),
 		Machine:     machine(),
-		Command:     strings.Join(append([]string{"go run ./bench/run"}, os.Args[1:]...), " "),
+		Command:     commandLine(os.Args[1:]),
 		Warmup:      o.warmup.String(),
 		Window:      o.window.String(),
 		Rounds:      o.rounds,
@@ -393,4 +393,19 @@ func machine() string {
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	goVersion, _ := exec.Command("go", "env", "GOVERSION").Output()
 	return fmt.Sprintf("%s, %d CPUs, Linux %s, %s", model, numCPU(), strings.TrimSpace(string(kernel)), strings.TrimSpace(string(goVersion)))
+}
+
+// commandLine is the command that reproduces this run, with paths inside the
+// working directory made relative, so that the page names no one machine's
+// folders.
+func commandLine(args []string) string {
+	wd, _ := os.Getwd()
+	words := []string{"go run ./bench/run"}
+	for _, a := range args {
+		if rel, err := filepath.Rel(wd, a); wd != "" && filepath.IsAbs(a) && err == nil && !strings.HasPrefix(rel, "..") {
+			a = rel
+		}
+		words = append(words, a)
+	}
+	return strings.Join(words, " ")
 }
