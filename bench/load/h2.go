@@ -91,9 +91,14 @@ func dial(ctx context.Context, addr, method string) (*client, error) {
 	if deadline.IsZero() {
 		deadline = time.Now().Add(10 * time.Second)
 	}
-	conn.SetDeadline(deadline)
-	defer conn.SetDeadline(time.Time{})
-	if err := c.handshake(); err != nil {
+	err = conn.SetDeadline(deadline)
+	if err == nil {
+		err = c.handshake()
+	}
+	if err == nil {
+		err = conn.SetDeadline(time.Time{})
+	}
+	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("HTTP/2 handshake with %s: %w", addr, err)
 	}
@@ -118,7 +123,7 @@ func requestHeader(authority, method string) []byte {
 	for range 2 { // the first block carries the table size update: keep the second
 		buf.Reset()
 		for _, f := range fields {
-			enc.WriteField(f)
+			_ = enc.WriteField(f) // writes to a bytes.Buffer, which never fails
 		}
 	}
 	return bytes.Clone(buf.Bytes())

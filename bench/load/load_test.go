@@ -88,7 +88,9 @@ type padded struct {
 }
 
 func (p padded) Check(ctx context.Context, r *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	grpc.SetTrailer(ctx, metadata.Pairs("x-pad", strings.Repeat("p", p.pad)))
+	if err := grpc.SetTrailer(ctx, metadata.Pairs("x-pad", strings.Repeat("p", p.pad))); err != nil {
+		return nil, err
+	}
 	return p.allowEven.Check(ctx, r)
 }
 
