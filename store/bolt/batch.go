@@ -93,8 +93,6 @@ func (s *Store) syncIndex(ch changed) error {
 	return nil
 }
 
-var errHashTaken = authz.Errorf(authz.EConflict, "a key with this hash already exists")
-
 // hashTaken reports whether a key with hash h is stored, or was written
 // earlier in tx. Uniqueness is decided inside the transaction, so a batch
 // that bbolt rolls back and runs again sees only what really committed.

@@ -19,12 +19,13 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, now func() time.Time) authz.Store {
+	storetest.Run(t, func(t *testing.T, now func() time.Time) storetest.Store {
 		return openTest(t, filepath.Join(t.TempDir(), "keygate.db"), Options{Now: now})
 	})
 }
 
-// openTest opens a store that is closed, and its file checked, when tb ends.
+// openTest opens a store that is checked (Verify), closed, and its file
+// checked (bbolt's tx.Check) when tb ends.
 func openTest(tb testing.TB, path string, opts Options) *Store {
 	tb.Helper()
 	s, err := Open(path, opts)
@@ -32,6 +33,9 @@ func openTest(tb testing.TB, path string, opts Options) *Store {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
+		if err := s.Verify(context.Background()); err != nil && authz.Code(err) != authz.EUnavailable {
+			tb.Errorf("Verify: %v", err)
+		}
 		if err := s.Close(); err != nil {
 			tb.Errorf("Close: %v", err)
 		}
@@ -111,21 +115,21 @@ func mkKey(t *testing.T, s *Store, accountID string) authz.Key {
 // state is everything a store shows, for comparing a store with itself
 // after a reopen.
 type state struct {
-	Stats       Stats
-	Accounts    []authz.Account
-	Keys        map[string][]authz.Key
-	Ledgers     map[string][]authz.LedgerEntry
-	Credentials map[authz.KeyHash]authz.Credential
+	Stats    Stats
+	Accounts []authz.Account
+	Keys     map[string][]authz.Key
+	Ledgers  map[string][]authz.LedgerEntry
+	Indexed  map[authz.KeyHash]authz.IndexedKey
 }
 
 func snapshot(t *testing.T, s *Store) state {
 	t.Helper()
 	ctx, all := t.Context(), authz.Page{Size: authz.MaxPageSize}
 	st := state{
-		Stats:       s.Stats(),
-		Keys:        map[string][]authz.Key{},
-		Ledgers:     map[string][]authz.LedgerEntry{},
-		Credentials: map[authz.KeyHash]authz.Credential{},
+		Stats:   s.Stats(),
+		Keys:    map[string][]authz.Key{},
+		Ledgers: map[string][]authz.LedgerEntry{},
+		Indexed: map[authz.KeyHash]authz.IndexedKey{},
 	}
 	var err error
 	if st.Accounts, _, err = s.Accounts(ctx, all); err != nil {
@@ -143,7 +147,7 @@ func snapshot(t *testing.T, s *Store) state {
 			if !found || err != nil {
 				t.Fatalf("LookupKey(%s) = %t, %v", k.ID, found, err)
 			}
-			st.Credentials[k.Hash] = c
+			st.Indexed[k.Hash] = c
 		}
 	}
 	return st
@@ -300,7 +304,7 @@ func TestLastUsedFlush(t *testing.T) {
 	if got := storedKey(t, s, k.ID).LastUsedTime; got != 0 {
 		t.Errorf("LastUsedTime stored before a flush: %d", got)
 	}
-	if err := s.FlushLastUsed(); err != nil {
+	if err := s.FlushLastUsed(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if got := storedKey(t, s, k.ID).LastUsedTime; got != used.UnixNano() {
@@ -388,7 +392,7 @@ func TestClosed(t *testing.T) {
 		t.Errorf("Account after Close: %v", err)
 	}
 	s.MarkUsed(k.Hash, time.Now())
-	if err := s.FlushLastUsed(); authz.Code(err) != authz.EUnavailable {
+	if err := s.FlushLastUsed(t.Context()); authz.Code(err) != authz.EUnavailable {
 		t.Errorf("FlushLastUsed after Close: %v", err)
 	}
 	if err := s.Close(); err != nil {

@@ -126,14 +126,14 @@ func (x *Index) get(h *authz.KeyHash) (*key, uint32) {
 	return nil, 0
 }
 
-// Credential returns what a check needs to know of the key with hash h.
-func (x *Index) Credential(h authz.KeyHash) (authz.Credential, bool) {
+// Lookup returns what a check needs to know of the key with hash h.
+func (x *Index) Lookup(h authz.KeyHash) (authz.IndexedKey, bool) {
 	e, _ := x.get(&h)
 	if e == nil {
-		return authz.Credential{}, false
+		return authz.IndexedKey{}, false
 	}
 	a := x.accounts.at(e.account)
-	return authz.Credential{
+	return authz.IndexedKey{
 		KeyID:           e.keyID(),
 		AccountID:       a.accountID(),
 		ExpireTime:      record.Time(e.expire.Load()),
