@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/keygate/keygate/authz"
 	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
+	"github.com/keygate/keygate/store/record"
 	"github.com/keygate/keygate/store/storetest"
 )
 
@@ -414,4 +416,57 @@ func TestCanceledContext(t *testing.T) {
 
 func TestHotPathAllocs(t *testing.T) {
 	storetest.HotPathAllocs(t, openTest(t, filepath.Join(t.TempDir(), "keygate.db"), Options{FlushInterval: time.Hour}))
+}
+
+func TestRestoreRefusesAFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keygate.db")
+	noErr(t, os.WriteFile(path, nil, 0o600))
+	err := Restore(path, record.Dump{})
+	if err == nil || !strings.HasSuffix(err.Error(), "the file exists") {
+		t.Errorf("Restore into an existing file: %v", err)
+	}
+	err = Restore(filepath.Join(path, "under-a-file.db"), record.Dump{})
+	if err == nil || strings.Contains(err.Error(), "<nil>") || !errors.Is(err, syscall.ENOTDIR) {
+		t.Errorf("Restore into a path that cannot be checked: %v", err)
+	}
+}
+
+// TestVerifyFindsDisagreements breaks the records of a store behind its
+// back, one way at a time, and Verify reports each.
+func TestVerifyFindsDisagreements(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		breakIt    func(tx *bbolt.Tx, a authz.Account, k authz.Key) error
+	}{
+		{"balance off the ledger", "the ledger sums to", func(tx *bbolt.Tx, a authz.Account, _ authz.Key) error {
+			r, err := getAccount(tx.Bucket(bucketAccounts), a.ID)
+			if err != nil {
+				return err
+			}
+			r.Balance++
+			return put(tx.Bucket(bucketAccounts), []byte(a.ID), r)
+		}},
+		{"hash claimed by no key", "claimed by key", func(tx *bbolt.Tx, _ authz.Account, _ authz.Key) error {
+			return tx.Bucket(bucketKeyHashes).Put(make([]byte, 32), []byte("key_nothing"))
+		}},
+		{"key not listed", "not listed under account", func(tx *bbolt.Tx, a authz.Account, k authz.Key) error {
+			return tx.Bucket(bucketAccountKeys).Delete(accountKeyKey(a.ID, k.ID))
+		}},
+		{"idempotency key of no entry", "does not carry it", func(tx *bbolt.Tx, a authz.Account, _ authz.Key) error {
+			return tx.Bucket(bucketIdempotency).Put(idempotencyKey(a.ID, "stray"), beUint64(7))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(filepath.Join(t.TempDir(), "keygate.db"), Options{})
+			noErr(t, err)
+			defer s.Close()
+			a := mkAccount(t, s, 10)
+			k := mkKey(t, s, a.ID)
+			noErr(t, s.Verify(t.Context()))
+			noErr(t, s.db.Update(func(tx *bbolt.Tx) error { return tc.breakIt(tx, a, k) }))
+			if err := s.Verify(t.Context()); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Verify = %v, want an error saying %q", err, tc.want)
+			}
+		})
+	}
 }
