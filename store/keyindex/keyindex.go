@@ -100,9 +100,9 @@ type Index struct {
 	mu sync.Mutex
 	// accountIDs maps account ids to entry numbers. Its keys are arrays, not
 	// strings, so that it holds no pointers: the garbage collector skips
-	// it instead of following 100,000 strings in every cycle, which at a
-	// million keys was most of a cycle's work and the tail of Check's
-	// latency. Guarded by mu.
+	// it instead of following a string per account in every cycle, which
+	// was most of a cycle's work and the tail of Check's latency
+	// (docs/benchmarks.md). Guarded by mu.
 	accountIDs map[[maxIDLen]byte]uint32
 	gen        uint32 // the current snapshot; guarded by mu
 }
