@@ -1,13 +1,16 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -469,4 +472,41 @@ func TestVerifyFindsDisagreements(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFailedFlushIsLogged breaks the database under a running store: its
+// background flush fails, and says so in the store's log.
+func TestFailedFlushIsLogged(t *testing.T) {
+	var logged syncBuffer
+	s, err := Open(filepath.Join(t.TempDir(), "keygate.db"), Options{FlushInterval: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	noErr(t, err)
+	k := mkKey(t, s, mkAccount(t, s, 1).ID)
+	noErr(t, s.db.Close())
+	s.MarkUsed(k.Hash, time.Now())
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logged.String(), "cannot write last-used times"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed flush in the log:\n%s", logged.String())
+		}
+	}
+	if err := s.Close(); err == nil {
+		t.Error("Close after failed flushes: nil error")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
