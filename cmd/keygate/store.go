@@ -40,7 +40,11 @@ func openStore(ctx context.Context, c Config, log *slog.Logger) (servedStore, er
 		}
 		return s, nil
 	case storeEtcd:
-		return openEtcd(ctx, c, log)
+		s, err := openEtcd(ctx, c, log)
+		if err != nil { // not a nil *etcd.Store in a non-nil servedStore
+			return nil, err
+		}
+		return s, nil
 	}
 	return nil, fmt.Errorf("unknown store %q: want %s or %s", c.Store, storeBolt, storeEtcd)
 }
