@@ -70,7 +70,7 @@ func timeFromProto(field string, ts *timestamppb.Timestamp) (time.Time, error) {
 	return ts.AsTime(), nil
 }
 
-// durationFromProto maps nil to zero and refuses negative durations.
+// durationFromProto maps nil to zero.
 func durationFromProto(field string, d *durationpb.Duration) (time.Duration, error) {
 	if d == nil {
 		return 0, nil
@@ -78,34 +78,11 @@ func durationFromProto(field string, d *durationpb.Duration) (time.Duration, err
 	if err := d.CheckValid(); err != nil {
 		return 0, authz.Errorf(authz.EInvalid, "%s is not a valid duration", field)
 	}
-	if d.AsDuration() < 0 {
-		return 0, authz.Errorf(authz.EInvalid, "%s must not be negative", field)
-	}
 	return d.AsDuration(), nil
 }
 
-// pageFromProto checks a page request. A size above authz.MaxPageSize is
-// lowered to it, as AIP-158 recommends.
+// pageFromProto checks a page request.
 func pageFromProto(size int32, token string) (authz.Page, error) {
-	if size < 0 {
-		return authz.Page{}, authz.Errorf(authz.EInvalid, "page size must not be negative")
-	}
-	return authz.Page{Size: min(int(size), authz.MaxPageSize), Token: token}, nil
-}
-
-// checkAccountID and checkKeyID check the id in a request field. They do not
-// echo a bad value: it may be a secret pasted into the wrong field.
-func checkAccountID(field, id string) error {
-	return checkID(field, id, authz.ValidAccountID, "an account id", authz.AccountIDPrefix)
-}
-
-func checkKeyID(field, id string) error {
-	return checkID(field, id, authz.ValidKeyID, "a key id", authz.KeyIDPrefix)
-}
-
-func checkID(field, id string, valid func(string) bool, what, prefix string) error {
-	if !valid(id) {
-		return authz.Errorf(authz.EInvalid, "%s is not %s (%q followed by 26 base32 characters)", field, what, prefix)
-	}
-	return nil
+	p := authz.Page{Size: int(size), Token: token}
+	return p, p.Validate()
 }

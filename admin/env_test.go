@@ -47,7 +47,7 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	e.store = st
-	e.svc = admin.NewService(st, e.clock.Now)
+	e.svc = admin.NewService(st, admin.ServiceOptions{Now: e.clock.Now})
 	e.srv = httptest.NewServer(admin.NewHandler(e.svc, admin.NewTokens(testToken)))
 	t.Cleanup(e.srv.Close)
 	e.client = admin.NewClient(e.srv.URL, testToken, e.srv.Client())

@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 
 	"google.golang.org/grpc/codes"
@@ -62,16 +61,16 @@ func classOfGRPC(code codes.Code) errorClass {
 // toStatus turns an error from validation or the store into a gRPC status
 // error. Messages of internal errors are logged, never sent; a store that
 // cannot serve is logged as a warning.
-func toStatus(err error) error {
+func (s *Service) toStatus(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return status.FromContextError(err).Err()
 	}
 	c := classOfCode(authz.Code(err))
 	if c.grpc == codes.Unavailable {
-		slog.Warn("admin: the store is unavailable", "err", err)
+		s.log.Warn("admin: the store is unavailable", "err", err)
 	}
 	if c.grpc == codes.Internal {
-		slog.Error("admin: internal error", "err", err)
+		s.log.Error("admin: internal error", "err", err)
 		return status.Error(codes.Internal, "internal error")
 	}
 	return status.Error(c.grpc, authz.Message(err))

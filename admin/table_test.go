@@ -1,12 +1,14 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -17,8 +19,8 @@ import (
 )
 
 func TestErrorClasses(t *testing.T) {
-	defer slog.SetDefault(slog.Default())
-	slog.SetDefault(slog.New(slog.DiscardHandler)) // toStatus logs the internal errors below
+	var logged bytes.Buffer // toStatus logs the internal errors below, to the Service's logger
+	svc := NewService(nil, ServiceOptions{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	seen := map[codes.Code]bool{}
 	for _, c := range errorClasses {
 		if seen[c.grpc] {
@@ -33,7 +35,7 @@ func TestErrorClasses(t *testing.T) {
 		authz.EUnavailable: http.StatusServiceUnavailable,
 		authz.EInternal:    http.StatusInternalServerError,
 	} {
-		st := status.Convert(toStatus(authz.Errorf(code, "boom")))
+		st := status.Convert(svc.toStatus(authz.Errorf(code, "boom")))
 		if got := classOfGRPC(st.Code()); got.http != want || got.code != string(code) {
 			t.Errorf("%s: round trip gives %+v, want HTTP %d", code, got, want)
 		}
@@ -43,15 +45,18 @@ func TestErrorClasses(t *testing.T) {
 		fmt.Errorf("wrapped: %w", authz.Errorf(authz.EInternal, "bucket missing")),
 		&authz.Error{Message: "no code"},
 	} {
-		st := status.Convert(toStatus(err))
+		st := status.Convert(svc.toStatus(err))
 		if st.Code() != codes.Internal || st.Message() != "internal error" {
 			t.Errorf("%v: status %v, want Internal with a hidden message", err, st)
 		}
 	}
-	if got := status.Code(toStatus(fmt.Errorf("store: %w", context.DeadlineExceeded))); got != codes.DeadlineExceeded {
+	if !strings.Contains(logged.String(), "level=ERROR msg=\"admin: internal error\"") || !strings.Contains(logged.String(), "disk on fire") {
+		t.Errorf("the internal errors are not in the Service's log:\n%s", logged.String())
+	}
+	if got := status.Code(svc.toStatus(fmt.Errorf("store: %w", context.DeadlineExceeded))); got != codes.DeadlineExceeded {
 		t.Errorf("deadline: code %s", got)
 	}
-	if got := status.Code(toStatus(fmt.Errorf("x: %w", authz.Errorf(authz.ENotFound, "gone")))); got != codes.NotFound {
+	if got := status.Code(svc.toStatus(fmt.Errorf("x: %w", authz.Errorf(authz.ENotFound, "gone")))); got != codes.NotFound {
 		t.Errorf("wrapped not found: code %s", got)
 	}
 }

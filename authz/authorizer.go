@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// Credential is what a KeyIndex knows about a key at the moment of a check.
-type Credential struct {
+// IndexedKey is what a KeyIndex holds of a key for a check: the key's own
+// state and its account's, as of the moment of the lookup.
+type IndexedKey struct {
 	KeyID           string
 	AccountID       string
 	ExpireTime      time.Time // zero: never expires
@@ -20,7 +21,7 @@ type Credential struct {
 type KeyIndex interface {
 	// LookupKey returns the key whose secret hashes to h. found is false
 	// for an unknown key; err is set only when the index cannot answer.
-	LookupKey(ctx context.Context, h KeyHash) (c Credential, found bool, err error)
+	LookupKey(ctx context.Context, h KeyHash) (k IndexedKey, found bool, err error)
 	// MarkUsed records that the key was used at t. It is cheap and does
 	// not write to disk; the index flushes such times in batches.
 	MarkUsed(h KeyHash, t time.Time)

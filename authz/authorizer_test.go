@@ -99,7 +99,7 @@ func TestAuthorize(t *testing.T) {
 	}
 
 	// Only allowed checks count as use.
-	if err := store.FlushLastUsed(); err != nil {
+	if err := store.FlushLastUsed(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []authz.Key{goodKey, revokedKey, brokeKey} {

@@ -17,6 +17,14 @@ const (
 	AccountDisabled
 )
 
+// Validate checks a status asked for by SetAccountStatus.
+func (s AccountStatus) Validate() error {
+	if s != AccountActive && s != AccountDisabled {
+		return Errorf(EInvalid, "an account status is active or disabled, got %s", s)
+	}
+	return nil
+}
+
 func (s AccountStatus) String() string {
 	switch s {
 	case AccountActive:
@@ -135,6 +143,25 @@ const (
 	MaxPageSize     = 1000
 )
 
+// Validate checks a page request. Its token is checked by the list it
+// came from.
+func (p Page) Validate() error {
+	if p.Size < 0 {
+		return Errorf(EInvalid, "page size must not be negative, got %d", p.Size)
+	}
+	return nil
+}
+
+// Limit is the number of items a valid page lists: DefaultPageSize for a
+// zero Size, at most MaxPageSize (larger sizes are lowered, as AIP-158
+// recommends).
+func (p Page) Limit() int {
+	if p.Size == 0 {
+		return DefaultPageSize
+	}
+	return min(p.Size, MaxPageSize)
+}
+
 // Store keeps accounts, keys and ledgers durably: a call that returns without
 // error has been committed, and the next LookupKey sees it.
 //
@@ -168,6 +195,31 @@ type Store interface {
 	RotateKey(ctx context.Context, id string, grace time.Duration, replacement NewKey) (old, created Key, err error)
 
 	Close() error
+}
+
+// NewAccount describes an account to create.
+type NewAccount struct {
+	Name    string
+	Balance int64 // the opening balance: zero or more
+}
+
+// Validate checks a new account.
+func (a NewAccount) Validate() error {
+	if err := ValidateName("account name", a.Name); err != nil {
+		return err
+	}
+	if a.Balance < 0 {
+		return Errorf(EInvalid, "opening balance must not be negative, got %d", a.Balance)
+	}
+	return nil
+}
+
+// ValidateGrace checks the grace period of a rotation.
+func ValidateGrace(grace time.Duration) error {
+	if grace < 0 {
+		return Errorf(EInvalid, "grace period must not be negative, got %s", grace)
+	}
+	return nil
 }
 
 // BalanceChange asks for a credit or debit.
@@ -224,8 +276,8 @@ func isControl(r rune) bool {
 
 // Validate checks a balance change before it reaches a store.
 func (c *BalanceChange) Validate() error {
-	if !ValidAccountID(c.AccountID) {
-		return Errorf(EInvalid, "%q is not an account id", c.AccountID)
+	if err := ValidateAccountID(c.AccountID); err != nil {
+		return err
 	}
 	if c.Kind != LedgerCredit && c.Kind != LedgerDebit {
 		return Errorf(EInvalid, "a balance change is a credit or a debit")
@@ -242,8 +294,8 @@ func (c *BalanceChange) Validate() error {
 		if c.Kind != LedgerDebit {
 			return Errorf(EInvalid, "only a debit is attributed to a key")
 		}
-		if !ValidKeyID(c.KeyID) {
-			return Errorf(EInvalid, "%q is not a key id", c.KeyID)
+		if err := ValidateKeyID(c.KeyID); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -251,8 +303,8 @@ func (c *BalanceChange) Validate() error {
 
 // Validate checks a new key at now.
 func (k *NewKey) Validate(now time.Time) error {
-	if !ValidAccountID(k.AccountID) {
-		return Errorf(EInvalid, "%q is not an account id", k.AccountID)
+	if err := ValidateAccountID(k.AccountID); err != nil {
+		return err
 	}
 	if err := ValidateName("key name", k.Name); err != nil {
 		return err

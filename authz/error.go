@@ -3,6 +3,8 @@ package authz
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // ErrorCode classifies an Error so that every transport maps it the same way
@@ -52,4 +54,21 @@ func Message(err error) string {
 		return e.Message
 	}
 	return "internal error"
+}
+
+// maxQuoted bounds the bytes of a bad input that Quote shows.
+const maxQuoted = 40
+
+// Quote shows a bad string input in an error message, the one way every
+// message does: quoted, cut to 40 bytes, and not at all when it may be a
+// key's secret (pasted into the wrong field), which must never reach a
+// response or a log. Numbers are shown as they are.
+func Quote(s string) string {
+	switch {
+	case strings.HasPrefix(s, SecretPrefix) || ValidImportedSecret(s) && !strings.HasPrefix(s, AccountIDPrefix) && !strings.HasPrefix(s, KeyIDPrefix):
+		return "(not shown: it may be a secret)"
+	case len(s) > maxQuoted:
+		return strconv.Quote(s[:maxQuoted]) + "..."
+	}
+	return strconv.Quote(s)
 }

@@ -17,6 +17,12 @@ const (
 	idBodyLen       = 26
 )
 
+// Id lengths.
+const (
+	AccountIDLen = len(AccountIDPrefix) + idBodyLen
+	KeyIDLen     = len(KeyIDPrefix) + idBodyLen
+)
+
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 // NewAccountID returns a fresh account id created at t.
@@ -30,6 +36,23 @@ func ValidAccountID(s string) bool { return validID(AccountIDPrefix, s) }
 
 // ValidKeyID reports whether s is shaped like a key id.
 func ValidKeyID(s string) bool { return validID(KeyIDPrefix, s) }
+
+// ValidateAccountID returns an EInvalid error unless id is shaped like an
+// account id.
+func ValidateAccountID(id string) error {
+	if !ValidAccountID(id) {
+		return Errorf(EInvalid, "%s is not an account id (%q and 26 base32 characters)", Quote(id), AccountIDPrefix)
+	}
+	return nil
+}
+
+// ValidateKeyID returns an EInvalid error unless id is shaped like a key id.
+func ValidateKeyID(id string) error {
+	if !ValidKeyID(id) {
+		return Errorf(EInvalid, "%s is not a key id (%q and 26 base32 characters)", Quote(id), KeyIDPrefix)
+	}
+	return nil
+}
 
 // lastID is the newest id made by this process, for monotonic ids.
 var lastID struct {

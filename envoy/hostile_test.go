@@ -22,7 +22,7 @@ type countingIndex struct {
 	lookups atomic.Int64
 }
 
-func (c *countingIndex) LookupKey(ctx context.Context, h authz.KeyHash) (authz.Credential, bool, error) {
+func (c *countingIndex) LookupKey(ctx context.Context, h authz.KeyHash) (authz.IndexedKey, bool, error) {
 	c.lookups.Add(1)
 	return c.Store.LookupKey(ctx, h)
 }

@@ -119,7 +119,7 @@ func etcdClient(e EtcdConfig) (*clientv3.Client, error) {
 }
 
 // openEtcd connects to etcd and loads the store.
-func openEtcd(ctx context.Context, c Config, log *slog.Logger) (servedStore, error) {
+func openEtcd(ctx context.Context, c Config, log *slog.Logger) (*etcd.Store, error) {
 	cli, err := etcdClient(c.Etcd)
 	if err != nil {
 		return nil, err
@@ -136,7 +136,7 @@ func openEtcd(ctx context.Context, c Config, log *slog.Logger) (servedStore, err
 		cli.Close()
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(c.Etcd.Endpoints, ","), err)
 	}
-	return etcdStore{s}, nil
+	return s, nil
 }
 
 // errTokenRequired says why an etcd-backed keygate will not make its own

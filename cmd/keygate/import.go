@@ -10,15 +10,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/store/bolt"
 	"github.com/keygate/keygate/store/etcd"
+	"github.com/keygate/keygate/store/record"
 )
 
 const importSynopsis = `keygate import [--store bolt|etcd] [flags] FILE
@@ -39,8 +38,7 @@ hash and a hint are stored. Every line is checked first, and bad ones are
 reported with their line numbers; then everything is imported in one
 transaction, or nothing is.
 
-With --store etcd the lines are checked, and the records made, in a
-temporary bbolt file, then written to etcd: into an empty prefix all at
+With --store etcd the records are written into an empty prefix all at
 once (as keygate migrate does: no replica starts on part of it); into a
 prefix in use one account at a time, each with its keys, and a key whose
 hash another key holds fails the import and removes the accounts already
@@ -88,10 +86,18 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if *store == storeEtcd {
-		err = importEtcd(ctx, e, accounts, lines)
-	} else {
-		err = importBolt(ctx, *db, accounts, lines)
+	d, err := record.NewImport(accounts, time.Now())
+	if err == nil && *store == storeEtcd {
+		err = importEtcd(ctx, e, d)
+	} else if err == nil {
+		err = importBolt(ctx, *db, d)
+	}
+	if ie := (*record.ImportError)(nil); errors.As(err, &ie) {
+		bad := make([]string, len(ie.Accounts))
+		for i, a := range ie.Accounts {
+			bad[i] = fmt.Sprintf("line %d: %v", lines[a.Index], a.Err)
+		}
+		return badLines(bad)
 	}
 	if err != nil {
 		return err
@@ -106,70 +112,42 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// importBolt imports accounts into the bbolt database at path.
-func importBolt(ctx context.Context, path string, accounts []bolt.ImportAccount, lines []int) error {
-	s, _, err := openAndImport(ctx, path, accounts, lines)
+// importBolt imports d into the bbolt database at path.
+func importBolt(ctx context.Context, path string, d record.Dump) error {
+	s, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
-		return err
+		return fmt.Errorf("open database: %w", err)
 	}
-	return s.Close()
+	return errors.Join(s.Import(ctx, d), s.Close())
 }
 
-// importEtcd imports accounts into the etcd prefix of e, through a
-// temporary bbolt database that checks them and makes their records.
-func importEtcd(ctx context.Context, e EtcdConfig, accounts []bolt.ImportAccount, lines []int) error {
-	dir, err := os.MkdirTemp("", "keygate-import-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	s, ids, err := openAndImport(ctx, filepath.Join(dir, "staging.db"), accounts, lines)
-	if err != nil {
-		return err
-	}
-	d, err := s.Dump(ctx)
-	if err = errors.Join(err, s.Close()); err != nil {
-		return err
-	}
+// importEtcd imports d into the etcd prefix of e: all at once into an
+// empty prefix (etcd.Restore), else through a store open on it.
+func importEtcd(ctx context.Context, e EtcdConfig, d record.Dump) error {
 	cli, err := etcdClient(e)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
-	err = etcd.Import(ctx, cli, e.Prefix, d)
-	// An *ImportError alone: the accounts written before it were removed.
-	if ie, ok := err.(*etcd.ImportError); ok {
-		if i := slices.Index(ids, ie.AccountID); i >= 0 {
-			return fmt.Errorf("import: line %d: %w; nothing imported", lines[i], ie.Err)
+	if err = etcd.Restore(ctx, cli, e.Prefix, d); !errors.Is(err, etcd.ErrNotEmpty) {
+		cli.Close()
+		if err != nil {
+			return fmt.Errorf("import into etcd prefix %s: %w", e.Prefix, err)
 		}
+		return nil
 	}
+	s, err := etcd.Open(ctx, cli, e.Prefix, etcd.Options{RequestTimeout: e.RequestTimeout})
 	if err != nil {
+		cli.Close()
+		return fmt.Errorf("import into etcd prefix %s: %w", e.Prefix, err)
+	}
+	err = s.Import(ctx, d)
+	if ie := (*record.ImportError)(nil); errors.As(err, &ie) {
+		return errors.Join(err, s.Close())
+	}
+	if err = errors.Join(err, s.Close()); err != nil {
 		return fmt.Errorf("import into etcd prefix %s: %w", e.Prefix, err)
 	}
 	return nil
-}
-
-// openAndImport opens the bbolt database at path and imports accounts,
-// reporting invalid ones by their lines. It returns the open store and the
-// new accounts' ids.
-func openAndImport(ctx context.Context, path string, accounts []bolt.ImportAccount, lines []int) (*bolt.Store, []string, error) {
-	s, err := bolt.Open(path, bolt.Options{})
-	if err != nil {
-		return nil, nil, fmt.Errorf("open database: %w", err)
-	}
-	ids, err := s.Import(ctx, accounts)
-	if err != nil {
-		s.Close()
-		if ie := (*bolt.ImportError)(nil); errors.As(err, &ie) {
-			bad := make([]string, len(ie.Accounts))
-			for i, a := range ie.Accounts {
-				bad[i] = fmt.Sprintf("line %d: %v", lines[a.Index], a.Err)
-			}
-			return nil, nil, badLines(bad)
-		}
-		return nil, nil, err
-	}
-	return s, ids, nil
 }
 
 // importLine is one line of an import file.
@@ -190,11 +168,11 @@ type importKey struct {
 
 // parseImport reads every line of r and returns the accounts with the line
 // number of each, or an error listing the lines that are not valid JSON or
-// give a key badly. The store checks the rest (names, balances, expiry,
-// duplicate keys) and parseImport's caller maps its errors to lines.
-func parseImport(r io.Reader) ([]bolt.ImportAccount, []int, error) {
+// give a key badly. record.NewImport and the store check the rest (names,
+// balances, expiry, duplicate keys); runImport maps their errors to lines.
+func parseImport(r io.Reader) ([]record.ImportAccount, []int, error) {
 	var (
-		accounts []bolt.ImportAccount
+		accounts []record.ImportAccount
 		lines    []int
 		bad      []string
 	)
@@ -226,17 +204,17 @@ func parseImport(r io.Reader) ([]bolt.ImportAccount, []int, error) {
 	return accounts, lines, nil
 }
 
-func parseImportLine(line []byte) (bolt.ImportAccount, error) {
+func parseImportLine(line []byte) (record.ImportAccount, error) {
 	var l importLine
 	d := json.NewDecoder(bytes.NewReader(line))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&l); err != nil {
-		return bolt.ImportAccount{}, err
+		return record.ImportAccount{}, err
 	}
 	if d.More() {
-		return bolt.ImportAccount{}, errors.New("more than one JSON value on the line")
+		return record.ImportAccount{}, errors.New("more than one JSON value on the line")
 	}
-	a := bolt.ImportAccount{Name: l.Name, Balance: l.Balance, Disabled: l.Disabled, Keys: make([]bolt.ImportKey, len(l.Keys))}
+	a := record.ImportAccount{Name: l.Name, Balance: l.Balance, Disabled: l.Disabled, Keys: make([]record.ImportKey, len(l.Keys))}
 	for i, k := range l.Keys {
 		ik := &a.Keys[i]
 		ik.Name, ik.ExpireTime, ik.Hint = k.Name, k.ExpireTime, k.Hint

@@ -199,7 +199,7 @@ func TestImportEtcd(t *testing.T) {
 	if err := etcd.Verify(ctx, cli, "/imported/"); err != nil {
 		t.Errorf("Verify after a refused import: %v", err)
 	}
-	d, _, err := etcd.Dump(ctx, cli, "/imported/")
+	d, err := etcd.Dump(ctx, cli, "/imported/")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -25,8 +26,8 @@ that fails leaves a prefix keygate refuses: delete it with
 must not exist. Writes made on etcd after that revision are not copied:
 stop the replicas' admin traffic first.
 
-The copy is checked: in etcd every record must agree with the others (the
-checks of etcd.Verify); a new bbolt file must open, which checks every
+The copy is checked: every record must agree with the others (the checks
+of record.Verify), and a new bbolt file must open, which checks every
 account and key.`
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -75,8 +76,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		fmt.Fprintf(stdout, "copied %s to etcd prefix %s: ", *db, e.Prefix)
 	} else {
-		var rev int64
-		if d, rev, err = etcd.Dump(ctx, cli, e.Prefix); err != nil {
+		if d, err = etcd.Dump(ctx, cli, e.Prefix); err != nil {
 			return fmt.Errorf("read etcd prefix %s: %w", e.Prefix, err)
 		}
 		if err := bolt.Restore(*db, d); err != nil {
@@ -86,10 +86,10 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return dbOpenError(err, *db)
 		}
-		if err := s.Close(); err != nil {
-			return err
+		if err := errors.Join(s.Verify(ctx), s.Close()); err != nil {
+			return fmt.Errorf("the copy in %s does not check out: %w", *db, err)
 		}
-		fmt.Fprintf(stdout, "copied etcd prefix %s at revision %d to %s: ", e.Prefix, rev, *db)
+		fmt.Fprintf(stdout, "copied etcd prefix %s at revision %d to %s: ", e.Prefix, d.Revision, *db)
 	}
 	fmt.Fprintf(stdout, "%d accounts, %d keys, %d ledger entries\n", len(d.Accounts), len(d.Keys), len(d.Ledger))
 	return nil

@@ -151,7 +151,7 @@ func Open(c Config, log *slog.Logger) (_ *Main, err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(m.store.collectors()...)
+	reg.MustRegister(m.store.Collectors()...)
 
 	m.grpcSrv = grpc.NewServer(checkServerOptions()...)
 	checker := authz.NewAuthorizer(m.store, nil).WithDefaults(c.Defaults)
@@ -165,7 +165,7 @@ func Open(c Config, log *slog.Logger) (_ *Main, err error) {
 	healthpb.RegisterHealthServer(m.grpcSrv, m.health)
 	reflection.Register(m.grpcSrv)
 
-	svc := admin.NewService(m.store, nil)
+	svc := admin.NewService(m.store, admin.ServiceOptions{Logger: log})
 	m.adminGRPC = grpc.NewServer(admin.GRPCServerOptions(m.tokens.set)...)
 	adminv1.RegisterAdminServer(m.adminGRPC, svc)
 	m.adminSrv = &http.Server{
@@ -193,7 +193,7 @@ func (m *Main) adminHandler(api http.Handler, reg *prometheus.Registry) http.Han
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
-		if err := m.store.ready(); err != nil {
+		if err := m.store.Ready(); err != nil {
 			http.Error(w, "not ready: "+authz.Message(err), http.StatusServiceUnavailable)
 			return
 		}

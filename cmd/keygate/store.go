@@ -12,7 +12,6 @@ import (
 
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/store/bolt"
-	"github.com/keygate/keygate/store/etcd"
 )
 
 // Store kinds for --store.
@@ -21,69 +20,33 @@ const (
 	storeEtcd = "etcd"
 )
 
-// servedStore is what serve needs of a store besides authz.Store.
+// servedStore is what serve needs of a store besides authz.Store; both
+// *bolt.Store and *etcd.Store have it.
 type servedStore interface {
 	authz.Store
-	// ready returns nil when the store can answer checks.
-	ready() error
-	// collectors returns the store's metrics.
-	collectors() []prometheus.Collector
+	// Ready returns nil when the store can answer checks.
+	Ready() error
+	// Collectors returns the store's metrics.
+	Collectors() []prometheus.Collector
 }
 
 // openStore opens the store c names; no name means bolt.
 func openStore(ctx context.Context, c Config, log *slog.Logger) (servedStore, error) {
 	switch c.Store {
 	case storeBolt, "":
-		s, err := bolt.Open(c.DBPath, bolt.Options{FlushInterval: c.FlushInterval})
+		s, err := bolt.Open(c.DBPath, bolt.Options{FlushInterval: c.FlushInterval, Logger: log})
 		if err != nil {
 			return nil, dbOpenError(err, c.DBPath)
 		}
-		return boltStore{s}, nil
+		return s, nil
 	case storeEtcd:
-		return openEtcd(ctx, c, log)
+		s, err := openEtcd(ctx, c, log)
+		if err != nil { // not a nil *etcd.Store in a non-nil servedStore
+			return nil, err
+		}
+		return s, nil
 	}
 	return nil, fmt.Errorf("unknown store %q: want %s or %s", c.Store, storeBolt, storeEtcd)
-}
-
-// storeSizeGauges exports the number of accounts and keys a store holds.
-func storeSizeGauges(accounts, keys func() int) []prometheus.Collector {
-	return []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "keygate_store_accounts", Help: "Accounts in the store.",
-		}, func() float64 { return float64(accounts()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "keygate_store_keys", Help: "Keys in the store, of every state.",
-		}, func() float64 { return float64(keys()) }),
-	}
-}
-
-// boltStore serves a bolt.Store, which is always ready.
-type boltStore struct{ *bolt.Store }
-
-func (boltStore) ready() error { return nil }
-
-func (s boltStore) collectors() []prometheus.Collector {
-	return storeSizeGauges(func() int { return s.Stats().Accounts }, func() int { return s.Stats().Keys })
-}
-
-// etcdStore serves an etcd.Store, ready while it is fresh.
-type etcdStore struct{ *etcd.Store }
-
-func (s etcdStore) ready() error { return s.Ready() }
-
-func (s etcdStore) collectors() []prometheus.Collector {
-	return append(storeSizeGauges(func() int { return s.Stats().Accounts }, func() int { return s.Stats().Keys }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "keygate_store_lag_seconds",
-			Help: "Time since this replica last confirmed that it holds every change in etcd; checks fail past --max-staleness.",
-		}, func() float64 { return s.Stats().Lag.Seconds() }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "keygate_store_revision", Help: "The etcd revision this replica holds.",
-		}, func() float64 { return float64(s.Stats().Revision) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "keygate_store_snapshots_total", Help: "Snapshots loaded from etcd: one at start, one per resynchronisation.",
-		}, func() float64 { return float64(s.Stats().Resyncs) }),
-	)
 }
 
 // readinessInterval is how often gRPC health follows the store's readiness.
@@ -102,7 +65,7 @@ func (m *Main) followReadiness(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		err := m.store.ready()
+		err := m.store.Ready()
 		if (err == nil) == serving {
 			continue
 		}

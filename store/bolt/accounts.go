@@ -15,11 +15,8 @@ import (
 // CreateAccount creates an active account. A positive opening balance is
 // recorded as a LedgerOpen entry with seq 1.
 func (s *Store) CreateAccount(ctx context.Context, name string, openingBalance int64) (authz.Account, error) {
-	if err := authz.ValidateName("account name", name); err != nil {
+	if err := (authz.NewAccount{Name: name, Balance: openingBalance}).Validate(); err != nil {
 		return authz.Account{}, err
-	}
-	if openingBalance < 0 {
-		return authz.Account{}, authz.Errorf(authz.EInvalid, "opening balance must not be negative, got %d", openingBalance)
 	}
 	now := s.now()
 	id := authz.NewAccountID(now)
@@ -49,8 +46,8 @@ func (s *Store) CreateAccount(ctx context.Context, name string, openingBalance i
 
 // Account returns the account with the given id.
 func (s *Store) Account(ctx context.Context, id string) (authz.Account, error) {
-	if !authz.ValidAccountID(id) {
-		return authz.Account{}, record.InvalidAccountID(id)
+	if err := authz.ValidateAccountID(id); err != nil {
+		return authz.Account{}, err
 	}
 	var a authz.Account
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
@@ -67,10 +64,10 @@ func (s *Store) Account(ctx context.Context, id string) (authz.Account, error) {
 // Accounts lists accounts in creation order. The page token is the id of
 // the last account of the previous page.
 func (s *Store) Accounts(ctx context.Context, page authz.Page) ([]authz.Account, string, error) {
-	size, err := record.PageSize(page)
-	if err != nil {
+	if err := page.Validate(); err != nil {
 		return nil, "", err
 	}
+	size := page.Limit()
 	var after []byte
 	if page.Token != "" {
 		if !authz.ValidAccountID(page.Token) {
@@ -80,7 +77,7 @@ func (s *Store) Accounts(ctx context.Context, page authz.Page) ([]authz.Account,
 	}
 	var as []authz.Account
 	var more bool
-	err = s.view(ctx, func(tx *bbolt.Tx) (err error) {
+	err := s.view(ctx, func(tx *bbolt.Tx) (err error) {
 		more, err = scan(tx.Bucket(bucketAccounts), nil, after, size, func(_, v []byte) error {
 			r, err := record.Decode[storagev1.AccountRecord](v)
 			if err != nil {
@@ -99,7 +96,10 @@ func (s *Store) Accounts(ctx context.Context, page authz.Page) ([]authz.Account,
 
 // SetAccountStatus enables or disables an account, and with it all its keys.
 func (s *Store) SetAccountStatus(ctx context.Context, id string, status authz.AccountStatus) (authz.Account, error) {
-	if err := record.CheckStatusChange(id, status); err != nil {
+	if err := authz.ValidateAccountID(id); err != nil {
+		return authz.Account{}, err
+	}
+	if err := status.Validate(); err != nil {
 		return authz.Account{}, err
 	}
 	disabled := status == authz.AccountDisabled
@@ -199,13 +199,13 @@ func appendLedger(tx *bbolt.Tx, r *storagev1.AccountRecord, c authz.BalanceChang
 // Ledger lists an account's entries, oldest first. The page token is the
 // seq of the last entry of the previous page.
 func (s *Store) Ledger(ctx context.Context, accountID string, page authz.Page) ([]authz.LedgerEntry, string, error) {
-	if !authz.ValidAccountID(accountID) {
-		return nil, "", record.InvalidAccountID(accountID)
-	}
-	size, err := record.PageSize(page)
-	if err != nil {
+	if err := authz.ValidateAccountID(accountID); err != nil {
 		return nil, "", err
 	}
+	if err := page.Validate(); err != nil {
+		return nil, "", err
+	}
+	size := page.Limit()
 	var after []byte
 	if page.Token != "" {
 		seq, err := strconv.ParseUint(page.Token, 10, 64)
@@ -216,7 +216,7 @@ func (s *Store) Ledger(ctx context.Context, accountID string, page authz.Page) (
 	}
 	var es []authz.LedgerEntry
 	var more bool
-	err = s.view(ctx, func(tx *bbolt.Tx) (err error) {
+	err := s.view(ctx, func(tx *bbolt.Tx) (err error) {
 		if _, err := getAccount(tx.Bucket(bucketAccounts), accountID); err != nil {
 			return err
 		}

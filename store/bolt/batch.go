@@ -28,8 +28,8 @@ import (
 // only states newer than the one it holds, so it never goes back.
 
 // DefaultBatchDelay is how long a write waits for others to share its
-// commit. bbolt's own default, 10 ms, would cap 32 writers at about 3,000
-// writes a second on a disk that syncs in 0.3 ms.
+// commit. bbolt's own default, 10 ms, holds many writers far below what a
+// disk can sync (docs/benchmarks.md, "Writes").
 const DefaultBatchDelay = time.Millisecond
 
 // changed names the records a write changed whose state the index holds.
@@ -92,8 +92,6 @@ func (s *Store) syncIndex(ch changed) error {
 	}
 	return nil
 }
-
-var errHashTaken = authz.Errorf(authz.EConflict, "a key with this hash already exists")
 
 // hashTaken reports whether a key with hash h is stored, or was written
 // earlier in tx. Uniqueness is decided inside the transaction, so a batch

@@ -48,11 +48,11 @@ of another program, or has a newer schema version, and leaves its data
 alone; an empty bbolt file is made a keygate database.
 
 Concurrent writes share transactions and their fsync (bbolt's DB.Batch,
-waiting up to Options.BatchDelay for company), so that 32 writers reach
-about 15,000 writes a second where one fsync takes 0.3 ms; a lone write
-waits that delay. Reads of keys never touch the disk. The index (package
-keyindex) holds every key in memory, in about 140 bytes a key and without
-Go pointers, so that the garbage collector does not scan it; once it is
+waiting up to Options.BatchDelay for company), so that many writers share
+one fsync; a lone write waits that delay. Reads of keys never touch the
+disk. The index (package keyindex) holds every key in memory, compactly
+and without Go pointers, so that the garbage collector does not scan it
+(docs/benchmarks.md has the figures for both); once it is
 loaded, Open drops the file's pages from the process's memory (Linux).
 Last-used times recorded since the last flush are lost if the process dies
 without Close.

@@ -27,8 +27,8 @@ func (s *Store) CreateKey(ctx context.Context, nk authz.NewKey) (authz.Key, erro
 
 // Key returns the key with the given id.
 func (s *Store) Key(ctx context.Context, id string) (authz.Key, error) {
-	if !authz.ValidKeyID(id) {
-		return authz.Key{}, record.InvalidKeyID(id)
+	if err := authz.ValidateKeyID(id); err != nil {
+		return authz.Key{}, err
 	}
 	var k authz.Key
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
@@ -45,13 +45,13 @@ func (s *Store) Key(ctx context.Context, id string) (authz.Key, error) {
 // Keys lists an account's keys in creation order. The page token is the id
 // of the last key of the previous page.
 func (s *Store) Keys(ctx context.Context, accountID string, page authz.Page) ([]authz.Key, string, error) {
-	if !authz.ValidAccountID(accountID) {
-		return nil, "", record.InvalidAccountID(accountID)
-	}
-	size, err := record.PageSize(page)
-	if err != nil {
+	if err := authz.ValidateAccountID(accountID); err != nil {
 		return nil, "", err
 	}
+	if err := page.Validate(); err != nil {
+		return nil, "", err
+	}
+	size := page.Limit()
 	var after []byte
 	if page.Token != "" {
 		if !authz.ValidKeyID(page.Token) {
@@ -61,7 +61,7 @@ func (s *Store) Keys(ctx context.Context, accountID string, page authz.Page) ([]
 	}
 	var ks []authz.Key
 	var more bool
-	err = s.view(ctx, func(tx *bbolt.Tx) (err error) {
+	err := s.view(ctx, func(tx *bbolt.Tx) (err error) {
 		if _, err := getAccount(tx.Bucket(bucketAccounts), accountID); err != nil {
 			return err
 		}
@@ -85,8 +85,8 @@ func (s *Store) Keys(ctx context.Context, accountID string, page authz.Page) ([]
 
 // RevokeKey revokes a key at once; a revoked key is returned unchanged.
 func (s *Store) RevokeKey(ctx context.Context, id string) (authz.Key, error) {
-	if !authz.ValidKeyID(id) {
-		return authz.Key{}, record.InvalidKeyID(id)
+	if err := authz.ValidateKeyID(id); err != nil {
+		return authz.Key{}, err
 	}
 	var r *storagev1.KeyRecord
 	err := s.update(ctx, func(tx *bbolt.Tx) (changed, error) {
@@ -112,11 +112,11 @@ func (s *Store) RevokeKey(ctx context.Context, id string) (authz.Key, error) {
 // replacement's ExpireTime (none if zero). The old key expires after grace
 // (keeping an earlier expiry), or is revoked at once when grace is zero.
 func (s *Store) RotateKey(ctx context.Context, id string, grace time.Duration, replacement authz.NewKey) (old, created authz.Key, err error) {
-	if !authz.ValidKeyID(id) {
-		return authz.Key{}, authz.Key{}, record.InvalidKeyID(id)
+	if err := authz.ValidateKeyID(id); err != nil {
+		return authz.Key{}, authz.Key{}, err
 	}
-	if grace < 0 {
-		return authz.Key{}, authz.Key{}, authz.Errorf(authz.EInvalid, "grace period must not be negative, got %s", grace)
+	if err := authz.ValidateGrace(grace); err != nil {
+		return authz.Key{}, authz.Key{}, err
 	}
 	var oldRec, newRec *storagev1.KeyRecord
 	err = s.update(ctx, func(tx *bbolt.Tx) (ch changed, err error) {
@@ -150,7 +150,7 @@ func (s *Store) RotateKey(ctx context.Context, id string, grace time.Duration, r
 // or was written earlier in tx.
 func insertKey(tx *bbolt.Tx, r *storagev1.KeyRecord) error {
 	if hashTaken(tx, authz.KeyHash(r.Hash)) {
-		return errHashTaken
+		return record.ErrHashTaken
 	}
 	if err := putKey(tx, r); err != nil {
 		return err

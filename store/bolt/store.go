@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,8 @@ import (
 
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keygate/keygate/authz"
 	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
@@ -61,6 +64,7 @@ type Options struct {
 	// BatchDelay is how long a write waits for others to share its commit
 	// (bbolt's MaxBatchDelay); 0 = DefaultBatchDelay.
 	BatchDelay time.Duration
+	Logger     *slog.Logger // where failed background flushes are logged; nil = discard
 }
 
 // Stats counts what a Store holds.
@@ -72,6 +76,7 @@ type Stats struct {
 type Store struct {
 	db     *bbolt.DB
 	now    func() time.Time
+	log    *slog.Logger
 	idx    *keyindex.Index
 	closed atomic.Bool
 
@@ -97,6 +102,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = time.Second
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	db, err := openBolt(path, opts.LockTimeout)
 	if err != nil {
 		return nil, openError(path, opts.LockTimeout, err)
@@ -105,6 +113,7 @@ func Open(path string, opts Options) (*Store, error) {
 	s := &Store{
 		db:        db,
 		now:       opts.Now,
+		log:       opts.Logger.With("db", path),
 		idx:       keyindex.New(),
 		stop:      make(chan struct{}),
 		flushDone: make(chan struct{}),
@@ -239,11 +248,11 @@ func (s *Store) load(tx *bbolt.Tx) error {
 func revision(tx *bbolt.Tx) int64 { return int64(tx.ID()) }
 
 // LookupKey answers from memory.
-func (s *Store) LookupKey(_ context.Context, h authz.KeyHash) (authz.Credential, bool, error) {
-	if s.closed.Load() {
-		return authz.Credential{}, false, errClosed
+func (s *Store) LookupKey(_ context.Context, h authz.KeyHash) (authz.IndexedKey, bool, error) {
+	if err := s.Ready(); err != nil {
+		return authz.IndexedKey{}, false, err
 	}
-	c, ok := s.idx.Credential(h)
+	c, ok := s.idx.Lookup(h)
 	return c, ok, nil
 }
 
@@ -257,9 +266,23 @@ func (s *Store) Stats() Stats {
 	return Stats{Accounts: accounts, Keys: keys}
 }
 
+// Collectors returns the store's metrics: the accounts and keys it holds.
+func (s *Store) Collectors() []prometheus.Collector { return s.idx.Collectors() }
+
+// Ready returns nil unless the store is closed: a file is always ready.
+func (s *Store) Ready() error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	return nil
+}
+
 // FlushLastUsed writes the last-used times recorded since the last flush,
 // in one transaction. On failure the times stay queued for the next flush.
-func (s *Store) FlushLastUsed() error {
+func (s *Store) FlushLastUsed(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	used := s.idx.TakeUsed()
 	if len(used) == 0 {
 		return nil
@@ -296,9 +319,10 @@ func (s *Store) flushEvery(d time.Duration) {
 		case <-s.stop:
 			return
 		case <-t.C:
-			// A failed flush keeps its times queued; the next one, or
-			// Close, retries and reports.
-			_ = s.FlushLastUsed()
+			// A failed flush keeps its times queued for the next one.
+			if err := s.FlushLastUsed(context.Background()); err != nil {
+				s.log.Warn("cannot write last-used times; retrying at the next flush", "err", err)
+			}
 			_ = s.db.View(func(tx *bbolt.Tx) error {
 				releasePages(s.db, tx.Size())
 				return nil
@@ -313,7 +337,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.flushDone
-		flushErr := s.FlushLastUsed()
+		flushErr := s.FlushLastUsed(context.Background())
 		s.closed.Store(true)
 		s.closeErr = errors.Join(flushErr, s.db.Close())
 	})

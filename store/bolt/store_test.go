@@ -1,13 +1,17 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,16 +19,18 @@ import (
 
 	"github.com/keygate/keygate/authz"
 	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
+	"github.com/keygate/keygate/store/record"
 	"github.com/keygate/keygate/store/storetest"
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, now func() time.Time) authz.Store {
+	storetest.Run(t, func(t *testing.T, now func() time.Time) storetest.Store {
 		return openTest(t, filepath.Join(t.TempDir(), "keygate.db"), Options{Now: now})
 	})
 }
 
-// openTest opens a store that is closed, and its file checked, when tb ends.
+// openTest opens a store that is checked (Verify), closed, and its file
+// checked (bbolt's tx.Check) when tb ends.
 func openTest(tb testing.TB, path string, opts Options) *Store {
 	tb.Helper()
 	s, err := Open(path, opts)
@@ -32,6 +38,9 @@ func openTest(tb testing.TB, path string, opts Options) *Store {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
+		if err := s.Verify(context.Background()); err != nil && authz.Code(err) != authz.EUnavailable {
+			tb.Errorf("Verify: %v", err)
+		}
 		if err := s.Close(); err != nil {
 			tb.Errorf("Close: %v", err)
 		}
@@ -111,21 +120,21 @@ func mkKey(t *testing.T, s *Store, accountID string) authz.Key {
 // state is everything a store shows, for comparing a store with itself
 // after a reopen.
 type state struct {
-	Stats       Stats
-	Accounts    []authz.Account
-	Keys        map[string][]authz.Key
-	Ledgers     map[string][]authz.LedgerEntry
-	Credentials map[authz.KeyHash]authz.Credential
+	Stats    Stats
+	Accounts []authz.Account
+	Keys     map[string][]authz.Key
+	Ledgers  map[string][]authz.LedgerEntry
+	Indexed  map[authz.KeyHash]authz.IndexedKey
 }
 
 func snapshot(t *testing.T, s *Store) state {
 	t.Helper()
 	ctx, all := t.Context(), authz.Page{Size: authz.MaxPageSize}
 	st := state{
-		Stats:       s.Stats(),
-		Keys:        map[string][]authz.Key{},
-		Ledgers:     map[string][]authz.LedgerEntry{},
-		Credentials: map[authz.KeyHash]authz.Credential{},
+		Stats:   s.Stats(),
+		Keys:    map[string][]authz.Key{},
+		Ledgers: map[string][]authz.LedgerEntry{},
+		Indexed: map[authz.KeyHash]authz.IndexedKey{},
 	}
 	var err error
 	if st.Accounts, _, err = s.Accounts(ctx, all); err != nil {
@@ -143,7 +152,7 @@ func snapshot(t *testing.T, s *Store) state {
 			if !found || err != nil {
 				t.Fatalf("LookupKey(%s) = %t, %v", k.ID, found, err)
 			}
-			st.Credentials[k.Hash] = c
+			st.Indexed[k.Hash] = c
 		}
 	}
 	return st
@@ -300,7 +309,7 @@ func TestLastUsedFlush(t *testing.T) {
 	if got := storedKey(t, s, k.ID).LastUsedTime; got != 0 {
 		t.Errorf("LastUsedTime stored before a flush: %d", got)
 	}
-	if err := s.FlushLastUsed(); err != nil {
+	if err := s.FlushLastUsed(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if got := storedKey(t, s, k.ID).LastUsedTime; got != used.UnixNano() {
@@ -388,7 +397,7 @@ func TestClosed(t *testing.T) {
 		t.Errorf("Account after Close: %v", err)
 	}
 	s.MarkUsed(k.Hash, time.Now())
-	if err := s.FlushLastUsed(); authz.Code(err) != authz.EUnavailable {
+	if err := s.FlushLastUsed(t.Context()); authz.Code(err) != authz.EUnavailable {
 		t.Errorf("FlushLastUsed after Close: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -410,4 +419,94 @@ func TestCanceledContext(t *testing.T) {
 
 func TestHotPathAllocs(t *testing.T) {
 	storetest.HotPathAllocs(t, openTest(t, filepath.Join(t.TempDir(), "keygate.db"), Options{FlushInterval: time.Hour}))
+}
+
+func TestRestoreRefusesAFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keygate.db")
+	noErr(t, os.WriteFile(path, nil, 0o600))
+	err := Restore(path, record.Dump{})
+	if err == nil || !strings.HasSuffix(err.Error(), "the file exists") {
+		t.Errorf("Restore into an existing file: %v", err)
+	}
+	err = Restore(filepath.Join(path, "under-a-file.db"), record.Dump{})
+	if err == nil || strings.Contains(err.Error(), "<nil>") || !errors.Is(err, syscall.ENOTDIR) {
+		t.Errorf("Restore into a path that cannot be checked: %v", err)
+	}
+}
+
+// TestVerifyFindsDisagreements breaks the records of a store behind its
+// back, one way at a time, and Verify reports each.
+func TestVerifyFindsDisagreements(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		breakIt    func(tx *bbolt.Tx, a authz.Account, k authz.Key) error
+	}{
+		{"balance off the ledger", "the ledger sums to", func(tx *bbolt.Tx, a authz.Account, _ authz.Key) error {
+			r, err := getAccount(tx.Bucket(bucketAccounts), a.ID)
+			if err != nil {
+				return err
+			}
+			r.Balance++
+			return put(tx.Bucket(bucketAccounts), []byte(a.ID), r)
+		}},
+		{"hash claimed by no key", "claimed by key", func(tx *bbolt.Tx, _ authz.Account, _ authz.Key) error {
+			return tx.Bucket(bucketKeyHashes).Put(make([]byte, 32), []byte("key_nothing"))
+		}},
+		{"key not listed", "not listed under account", func(tx *bbolt.Tx, a authz.Account, k authz.Key) error {
+			return tx.Bucket(bucketAccountKeys).Delete(accountKeyKey(a.ID, k.ID))
+		}},
+		{"idempotency key of no entry", "does not carry it", func(tx *bbolt.Tx, a authz.Account, _ authz.Key) error {
+			return tx.Bucket(bucketIdempotency).Put(idempotencyKey(a.ID, "stray"), beUint64(7))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(filepath.Join(t.TempDir(), "keygate.db"), Options{})
+			noErr(t, err)
+			defer s.Close()
+			a := mkAccount(t, s, 10)
+			k := mkKey(t, s, a.ID)
+			noErr(t, s.Verify(t.Context()))
+			noErr(t, s.db.Update(func(tx *bbolt.Tx) error { return tc.breakIt(tx, a, k) }))
+			if err := s.Verify(t.Context()); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Verify = %v, want an error saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestFailedFlushIsLogged breaks the database under a running store: its
+// background flush fails, and says so in the store's log.
+func TestFailedFlushIsLogged(t *testing.T) {
+	var logged syncBuffer
+	s, err := Open(filepath.Join(t.TempDir(), "keygate.db"), Options{FlushInterval: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	noErr(t, err)
+	k := mkKey(t, s, mkAccount(t, s, 1).ID)
+	noErr(t, s.db.Close())
+	s.MarkUsed(k.Hash, time.Now())
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logged.String(), "cannot write last-used times"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed flush in the log:\n%s", logged.String())
+		}
+	}
+	if err := s.Close(); err == nil {
+		t.Error("Close after failed flushes: nil error")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

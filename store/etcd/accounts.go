@@ -18,11 +18,8 @@ import (
 // CreateAccount creates an active account. A positive opening balance is
 // recorded as a LedgerOpen entry with seq 1, in the same transaction.
 func (s *Store) CreateAccount(ctx context.Context, name string, openingBalance int64) (authz.Account, error) {
-	if err := authz.ValidateName("account name", name); err != nil {
+	if err := (authz.NewAccount{Name: name, Balance: openingBalance}).Validate(); err != nil {
 		return authz.Account{}, err
-	}
-	if openingBalance < 0 {
-		return authz.Account{}, authz.Errorf(authz.EInvalid, "opening balance must not be negative, got %d", openingBalance)
 	}
 	now := s.opts.Now()
 	r := &storagev1.AccountRecord{
@@ -65,8 +62,8 @@ func (s *Store) CreateAccount(ctx context.Context, name string, openingBalance i
 
 // Account returns the account with the given id.
 func (s *Store) Account(ctx context.Context, id string) (authz.Account, error) {
-	if !authz.ValidAccountID(id) {
-		return authz.Account{}, record.InvalidAccountID(id)
+	if err := authz.ValidateAccountID(id); err != nil {
+		return authz.Account{}, err
 	}
 	var r *storagev1.AccountRecord
 	err := s.call(ctx, func(ctx context.Context) error {
@@ -86,16 +83,16 @@ func (s *Store) Account(ctx context.Context, id string) (authz.Account, error) {
 // Accounts lists accounts in creation order. The page token is the id of
 // the last account of the previous page.
 func (s *Store) Accounts(ctx context.Context, page authz.Page) ([]authz.Account, string, error) {
-	size, err := record.PageSize(page)
-	if err != nil {
+	if err := page.Validate(); err != nil {
 		return nil, "", err
 	}
+	size := page.Limit()
 	if page.Token != "" && !authz.ValidAccountID(page.Token) {
 		return nil, "", record.BadToken(page.Token)
 	}
 	var as []authz.Account
 	var more bool
-	err = s.call(ctx, func(ctx context.Context) error {
+	err := s.call(ctx, func(ctx context.Context) error {
 		resp, err := s.cli.Get(ctx, s.l.accounts()+after(page.Token), listRange(s.l.accounts(), size)...)
 		if err != nil {
 			return err
@@ -118,7 +115,10 @@ func (s *Store) Accounts(ctx context.Context, page authz.Page) ([]authz.Account,
 
 // SetAccountStatus enables or disables an account, and with it all its keys.
 func (s *Store) SetAccountStatus(ctx context.Context, id string, status authz.AccountStatus) (authz.Account, error) {
-	if err := record.CheckStatusChange(id, status); err != nil {
+	if err := authz.ValidateAccountID(id); err != nil {
+		return authz.Account{}, err
+	}
+	if err := status.Validate(); err != nil {
 		return authz.Account{}, err
 	}
 	disabled := status == authz.AccountDisabled
@@ -240,13 +240,13 @@ func (s *Store) putLedger(ops []clientv3.Op, e *storagev1.LedgerRecord) ([]clien
 // Ledger lists an account's entries, oldest first. The page token is the
 // seq of the last entry of the previous page.
 func (s *Store) Ledger(ctx context.Context, accountID string, page authz.Page) ([]authz.LedgerEntry, string, error) {
-	if !authz.ValidAccountID(accountID) {
-		return nil, "", record.InvalidAccountID(accountID)
-	}
-	size, err := record.PageSize(page)
-	if err != nil {
+	if err := authz.ValidateAccountID(accountID); err != nil {
 		return nil, "", err
 	}
+	if err := page.Validate(); err != nil {
+		return nil, "", err
+	}
+	size := page.Limit()
 	from := s.l.ledger(accountID)
 	if page.Token != "" {
 		seq, err := strconv.ParseUint(page.Token, 10, 64)
@@ -257,7 +257,7 @@ func (s *Store) Ledger(ctx context.Context, accountID string, page authz.Page) (
 	}
 	var es []authz.LedgerEntry
 	var more bool
-	err = s.call(ctx, func(ctx context.Context) error {
+	err := s.call(ctx, func(ctx context.Context) error {
 		resp, err := s.cli.Txn(ctx).Then(
 			clientv3.OpGet(s.l.account(accountID), clientv3.WithCountOnly()),
 			clientv3.OpGet(from, listRange(s.l.ledger(accountID), size)...),

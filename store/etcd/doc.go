@@ -72,8 +72,8 @@ by the storetest suite.
 keygate never deletes records. A replica forgets a key whose record is
 deleted by hand (keeping its hundred-odd bytes of memory until it restarts:
 see package keyindex), and ignores deleted accounts. Every replica holds
-every key in memory, in the bolt store's index: about 140 bytes a key,
-without Go pointers for the garbage collector to scan. etcd's history grows with every
+every key in memory, in the bolt store's index, without Go pointers for
+the garbage collector to scan (docs/scaling.md gives the bytes a key). etcd's history grows with every
 write, last-used flushes included: run etcd with auto-compaction (see
 docs/scaling.md). Last-used times recorded since the last flush are lost if
 the process dies without Close.

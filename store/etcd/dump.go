@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/keygate/keygate/authz"
@@ -19,61 +18,29 @@ import (
 // dumpPageTimeout bounds each read and write of Dump and Restore.
 const dumpPageTimeout = time.Minute
 
-// Dump reads every record under prefix at one etcd revision, which it
-// returns: a consistent copy even while replicas write.
-func Dump(ctx context.Context, cli *clientv3.Client, prefix string) (record.Dump, int64, error) {
+// Dump reads every record under prefix at one etcd revision: a
+// consistent copy even while replicas write.
+func Dump(ctx context.Context, cli *clientv3.Client, prefix string) (record.Dump, error) {
 	l := layout(withSlash(prefix))
-	var d record.Dump
-	used := map[string]int64{}
-	rev, err := readAll(ctx, cli, string(l), 0, dumpPageTimeout, func(kv *mvccpb.KeyValue) error {
-		rest := strings.TrimPrefix(string(kv.Key), string(l))
-		var err error
-		switch dir, _, _ := strings.Cut(rest, "/"); dir + "/" {
-		case "w/":
-			err = dumpWatched(&d, rest, kv.Value)
-		case ledgerDir:
-			var r *storagev1.LedgerRecord
-			if r, err = record.Decode[storagev1.LedgerRecord](kv.Value); err == nil {
-				d.Ledger = append(d.Ledger, r)
-			}
-		case usedDir:
-			used[strings.TrimPrefix(rest, usedDir)] = decodeTime(kv.Value)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", kv.Key, err)
-		}
-		return nil
-	})
+	d, _, err := read(ctx, cli, l)
 	if err != nil {
-		return record.Dump{}, 0, err
+		return record.Dump{}, err
 	}
-	if rev != 0 && len(d.Accounts)+len(d.Keys) == 0 {
-		if resp, err := cli.Get(ctx, l.schema(), clientv3.WithRev(rev)); err != nil || len(resp.Kvs) == 0 {
-			return record.Dump{}, 0, errors.Join(err, fmt.Errorf("no keygate data under %s", l))
+	if len(d.Accounts)+len(d.Keys) == 0 {
+		if resp, err := cli.Get(ctx, l.schema(), clientv3.WithRev(d.Revision)); err != nil || len(resp.Kvs) == 0 {
+			return record.Dump{}, errors.Join(err, fmt.Errorf("no keygate data under %s", l))
 		}
 	}
-	for _, k := range d.Keys {
-		k.LastUsedTime = max(k.LastUsedTime, used[k.Id])
-	}
-	return d, rev, nil
+	return d, nil
 }
 
-func dumpWatched(d *record.Dump, rest string, v []byte) error {
-	switch {
-	case strings.HasPrefix(rest, accountDir):
-		r, err := record.Decode[storagev1.AccountRecord](v)
-		if err == nil {
-			d.Accounts = append(d.Accounts, r)
-		}
-		return err
-	case strings.HasPrefix(rest, keyDir):
-		r, err := record.Decode[storagev1.KeyRecord](v)
-		if err == nil {
-			d.Keys = append(d.Keys, r)
-		}
-		return err
+// Dump flushes last-used times, then reads every record of the store at
+// one etcd revision.
+func (s *Store) Dump(ctx context.Context) (record.Dump, error) {
+	if err := s.FlushLastUsed(ctx); err != nil {
+		return record.Dump{}, err
 	}
-	return nil
+	return Dump(ctx, s.cli, string(s.l))
 }
 
 // restoreOps is how many writes one transaction of Restore makes.
@@ -82,8 +49,10 @@ const restoreOps = 120
 // Restore writes d under prefix, which must be empty, in transactions of
 // up to 120 writes, and the schema version last: until then no keygate
 // opens the prefix (it holds data but no schema), so no replica ever sees
-// part of d. A Restore that fails leaves a prefix that keygate refuses;
-// delete it (etcdctl del --prefix) before trying again.
+// part of d. Into a prefix that holds data it writes nothing and fails
+// with ErrNotEmpty; a Restore that fails after its first write leaves a
+// prefix that keygate refuses: delete it (etcdctl del --prefix) before
+// trying again.
 func Restore(ctx context.Context, cli *clientv3.Client, prefix string, d record.Dump) error {
 	l := layout(withSlash(prefix))
 	var ops []clientv3.Op
@@ -115,22 +84,31 @@ func Restore(ctx context.Context, cli *clientv3.Client, prefix string, d record.
 			guard = notExists(l.schema())
 		}
 		if err := commit(ctx, cli, []clientv3.Cmp{guard}, ops[start:min(start+restoreOps, len(ops))]...); err != nil {
-			return restoreError(err)
+			return restoreError(err, start == 0)
 		}
 	}
 	guard := notExists(l.schema())
 	if len(ops) == 0 {
 		guard = empty
 	}
-	return restoreError(commit(ctx, cli, []clientv3.Cmp{guard}, clientv3.OpPut(l.schema(), schemaVersion)))
+	return restoreError(commit(ctx, cli, []clientv3.Cmp{guard}, clientv3.OpPut(l.schema(), schemaVersion)), len(ops) == 0)
 }
 
-// restoreError says what a failed guard of Restore means.
-func restoreError(err error) error {
-	if errors.Is(err, errGuardFailed) {
-		return errors.New("the prefix is not empty, or another keygate started on it meanwhile")
+// ErrNotEmpty is returned by Restore into a prefix that holds data; it
+// wrote nothing.
+var ErrNotEmpty = errors.New("the prefix is not empty")
+
+// restoreError says what a failed guard of Restore means: before the
+// first write, that the prefix was not empty; later, that another keygate
+// opened it meanwhile.
+func restoreError(err error, first bool) error {
+	switch {
+	case !errors.Is(err, errGuardFailed):
+		return err
+	case first:
+		return ErrNotEmpty
 	}
-	return err
+	return errors.New("another keygate started on the prefix during the restore; delete the prefix (etcdctl del --prefix) and retry")
 }
 
 // errGuardFailed is returned by commit when its guards do not hold.

@@ -12,47 +12,21 @@ import (
 	"github.com/keygate/keygate/store/record"
 )
 
-// ImportError is the error of an Import that met an account it could not
-// add.
-type ImportError struct {
-	AccountID string
-	Err       error
-}
-
-func (e *ImportError) Error() string {
-	return fmt.Sprintf("import: account %s: %v", e.AccountID, e.Err)
-}
-
-// Unwrap returns the account's error.
-func (e *ImportError) Unwrap() error { return e.Err }
-
-var errImportHashTaken = authz.Errorf(authz.EConflict, "one of its keys has the hash of a stored key")
-
-// Import adds d under prefix: new accounts, with fresh ids, their keys and
-// their ledger entries, as keygate import makes them.
+// Import adds the records of d, new accounts with their keys and ledgers
+// as record.NewImport makes them, to the prefix in use.
 //
-// Into an empty prefix Import is Restore: all or nothing, even if the
-// process dies. Into a prefix in use, each account is written with its keys
-// in one transaction, or, past 39 keys, in several, its own record last:
-// until then replicas hold its keys under an account they do not know,
-// without balance, and deny them. Each transaction claims its keys' hashes
-// only if no key holds them. When an account cannot be written, Import
-// deletes the accounts it wrote before and fails, with an *ImportError
-// when a hash was taken: nothing of d stays, unless the process dies
-// midway, which leaves the accounts written so far (Verify reports the
-// keys of one left without its record).
-func Import(ctx context.Context, cli *clientv3.Client, prefix string, d record.Dump) error {
-	l := layout(withSlash(prefix))
-	rctx, cancel := context.WithTimeout(ctx, dumpPageTimeout)
-	resp, err := cli.Get(rctx, l.schema())
-	cancel()
-	switch {
-	case err != nil:
-		return err
-	case len(resp.Kvs) == 0:
-		return Restore(ctx, cli, prefix, d)
-	case string(resp.Kvs[0].Value) != schemaVersion:
-		return fmt.Errorf("schema version %q is not the one this keygate supports (%s)", resp.Kvs[0].Value, schemaVersion)
+// Each account is written with its keys in one transaction, or, past 39
+// keys, in several, its own record last: until then replicas hold its keys
+// under an account they do not know, without balance, and deny them. Each
+// transaction claims its keys' hashes only if no key holds them. When an
+// account cannot be written, Import deletes the accounts it wrote before
+// and fails, with an *record.ImportError when a hash or the account's id
+// was taken: nothing of d stays, unless the process dies midway, which
+// leaves the accounts written so far (Verify reports the keys of one left
+// without its record). Into an empty prefix, Restore is all or nothing.
+func (s *Store) Import(ctx context.Context, d record.Dump) error {
+	if s.closed.Load() {
+		return errClosed
 	}
 	keys := make(map[string][]*storagev1.KeyRecord)
 	for _, r := range d.Keys {
@@ -63,9 +37,13 @@ func Import(ctx context.Context, cli *clientv3.Client, prefix string, d record.D
 		ledger[r.AccountId] = append(ledger[r.AccountId], r)
 	}
 	var written []string
-	for _, a := range d.Accounts {
-		if err := importAccount(ctx, cli, l, a, keys[a.Id], ledger[a.Id], &written); err != nil {
-			if uerr := deleteAll(ctx, cli, written); uerr != nil {
+	for i, a := range d.Accounts {
+		err := importAccount(ctx, s.cli, s.l, a, keys[a.Id], ledger[a.Id], &written)
+		if errors.Is(err, errGuardFailed) {
+			err = &record.ImportError{Accounts: []record.AccountError{{Index: i, Err: record.ErrHashTaken}}}
+		}
+		if err != nil {
+			if uerr := deleteAll(ctx, s.cli, written); uerr != nil {
 				return fmt.Errorf("%w; deleting the accounts imported before it failed too, and some remain: %w", err, uerr)
 			}
 			return err
@@ -106,7 +84,7 @@ func importAccount(ctx context.Context, cli *clientv3.Client, l layout, a *stora
 			err = add(kops, notExists(l.hash(authz.KeyHash(r.Hash))))
 		}
 		if err != nil {
-			return importError(a.Id, err)
+			return err
 		}
 	}
 	for _, r := range ledger {
@@ -115,7 +93,7 @@ func importAccount(ctx context.Context, cli *clientv3.Client, l layout, a *stora
 			err = add(lops)
 		}
 		if err != nil {
-			return importError(a.Id, err)
+			return err
 		}
 	}
 	op, err := l.accountWrite(a)
@@ -124,15 +102,6 @@ func importAccount(ctx context.Context, cli *clientv3.Client, l layout, a *stora
 	}
 	if err == nil {
 		err = commitOps()
-	}
-	return importError(a.Id, err)
-}
-
-// importError makes an *ImportError of a failed guard; it passes other
-// errors through.
-func importError(accountID string, err error) error {
-	if errors.Is(err, errGuardFailed) {
-		return &ImportError{AccountID: accountID, Err: errImportHashTaken}
 	}
 	return err
 }

@@ -69,7 +69,7 @@ func (s *Store) putNewKey(ctx context.Context, r *storagev1.KeyRecord, cmps []cl
 	case !resp.Succeeded && resp.Responses[0].GetResponseRange().Count == 0:
 		return false, notFound("account", r.AccountId)
 	case !resp.Succeeded && resp.Responses[1].GetResponseRange().Count > 0:
-		return false, authz.Errorf(authz.EConflict, "a key with this hash already exists")
+		return false, record.ErrHashTaken
 	case !resp.Succeeded:
 		return false, nil
 	}
@@ -84,8 +84,8 @@ func (s *Store) putNewKey(ctx context.Context, r *storagev1.KeyRecord, cmps []cl
 
 // Key returns the key with the given id.
 func (s *Store) Key(ctx context.Context, id string) (authz.Key, error) {
-	if !authz.ValidKeyID(id) {
-		return authz.Key{}, record.InvalidKeyID(id)
+	if err := authz.ValidateKeyID(id); err != nil {
+		return authz.Key{}, err
 	}
 	var k authz.Key
 	err := s.call(ctx, func(ctx context.Context) error {
@@ -136,19 +136,19 @@ const keysPerTxn = 64
 // Keys lists an account's keys in creation order. The page token is the id
 // of the last key of the previous page.
 func (s *Store) Keys(ctx context.Context, accountID string, page authz.Page) ([]authz.Key, string, error) {
-	if !authz.ValidAccountID(accountID) {
-		return nil, "", record.InvalidAccountID(accountID)
-	}
-	size, err := record.PageSize(page)
-	if err != nil {
+	if err := authz.ValidateAccountID(accountID); err != nil {
 		return nil, "", err
 	}
+	if err := page.Validate(); err != nil {
+		return nil, "", err
+	}
+	size := page.Limit()
 	if page.Token != "" && !authz.ValidKeyID(page.Token) {
 		return nil, "", record.BadToken(page.Token)
 	}
 	var ks []authz.Key
 	var more bool
-	err = s.call(ctx, func(ctx context.Context) error {
+	err := s.call(ctx, func(ctx context.Context) error {
 		prefix := s.l.accountKeys(accountID)
 		resp, err := s.cli.Txn(ctx).Then(
 			clientv3.OpGet(s.l.account(accountID), clientv3.WithCountOnly()),
@@ -194,8 +194,8 @@ func (s *Store) Keys(ctx context.Context, accountID string, page authz.Page) ([]
 
 // RevokeKey revokes a key at once; a revoked key is returned unchanged.
 func (s *Store) RevokeKey(ctx context.Context, id string) (authz.Key, error) {
-	if !authz.ValidKeyID(id) {
-		return authz.Key{}, record.InvalidKeyID(id)
+	if err := authz.ValidateKeyID(id); err != nil {
+		return authz.Key{}, err
 	}
 	var r *storagev1.KeyRecord
 	err := s.retry(ctx, func(ctx context.Context) (bool, error) {
@@ -220,11 +220,11 @@ func (s *Store) RevokeKey(ctx context.Context, id string) (authz.Key, error) {
 // zero). The old key expires after grace (keeping an earlier expiry), or is
 // revoked at once when grace is zero.
 func (s *Store) RotateKey(ctx context.Context, id string, grace time.Duration, replacement authz.NewKey) (old, created authz.Key, err error) {
-	if !authz.ValidKeyID(id) {
-		return authz.Key{}, authz.Key{}, record.InvalidKeyID(id)
+	if err := authz.ValidateKeyID(id); err != nil {
+		return authz.Key{}, authz.Key{}, err
 	}
-	if grace < 0 {
-		return authz.Key{}, authz.Key{}, authz.Errorf(authz.EInvalid, "grace period must not be negative, got %s", grace)
+	if err := authz.ValidateGrace(grace); err != nil {
+		return authz.Key{}, authz.Key{}, err
 	}
 	var oldRec, newRec *storagev1.KeyRecord
 	err = s.retry(ctx, func(ctx context.Context) (bool, error) {

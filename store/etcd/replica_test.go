@@ -360,7 +360,7 @@ func TestCompactedWhileDisconnected(t *testing.T) {
 	}
 	missed, _ := newKey(t, a, 10)
 	admin := c.Client(t)
-	if _, err := admin.Delete(t.Context(), layout("/keygate/").key(deleted.ID)); err != nil {
+	if _, err := admin.Txn(t.Context()).Then(deleteByHand(layout("/keygate/"), deleted)...).Commit(); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := admin.Get(t.Context(), "/keygate/schema")
@@ -383,6 +383,12 @@ func TestCompactedWhileDisconnected(t *testing.T) {
 	}
 }
 
+// deleteByHand is what an operator deletes to remove key k by hand: its
+// record, the claim of its hash and its listing under its account.
+func deleteByHand(l layout, k authz.Key) []clientv3.Op {
+	return []clientv3.Op{clientv3.OpDelete(l.key(k.ID)), clientv3.OpDelete(l.hash(k.Hash)), clientv3.OpDelete(l.accountKeys(k.AccountID) + k.ID)}
+}
+
 // TestDeletedByHand deletes key records by hand, in one transaction, while
 // a replica follows the watch: they stop authorizing at once, and a record
 // put back authorizes again.
@@ -403,7 +409,7 @@ func TestDeletedByHand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.Txn(t.Context()).Then(clientv3.OpDelete(l.key(gone.ID)), clientv3.OpDelete(l.key(back.ID))).Commit(); err != nil {
+	if _, err := admin.Txn(t.Context()).Then(append(deleteByHand(l, gone), clientv3.OpDelete(l.key(back.ID)))...).Commit(); err != nil {
 		t.Fatal(err)
 	}
 	found := func(k authz.Key) bool { _, ok, _ := b.LookupKey(t.Context(), k.Hash); return ok }

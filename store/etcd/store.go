@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -58,9 +59,10 @@ type Store struct {
 
 	// Freshness: times are durations since start (monotonic clock).
 	start    time.Time
-	synced   atomic.Int64 // when the memory last held every change
-	asked    atomic.Int64 // when the oldest unanswered progress request was sent; 0 if none
-	stale    atomic.Bool  // synced is older than MaxStaleness
+	synced   atomic.Int64  // when the memory last held every change
+	syncedCh chan struct{} // receives (buffered, once) after synced moves
+	asked    atomic.Int64  // when the oldest unanswered progress request was sent; 0 if none
+	stale    atomic.Bool   // synced is older than MaxStaleness
 	rev      atomic.Int64
 	resyncs  atomic.Int64
 	watchCtx atomic.Pointer[context.Context] // the context of the current watch
@@ -103,7 +105,7 @@ func Open(ctx context.Context, cli *clientv3.Client, prefix string, opts Options
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{cli: cli, l: layout(prefix), opts: opts, log: log.With("etcd_prefix", prefix), idx: keyindex.New(), start: time.Now()}
+	s := &Store{cli: cli, l: layout(prefix), opts: opts, log: log.With("etcd_prefix", prefix), idx: keyindex.New(), start: time.Now(), syncedCh: make(chan struct{}, 1)}
 	if err := s.checkSchema(ctx); err != nil {
 		return nil, fmt.Errorf("etcd prefix %s: %w", prefix, err)
 	}
@@ -120,9 +122,14 @@ func Open(ctx context.Context, cli *clientv3.Client, prefix string, opts Options
 	// A load that took long leaves the memory proven complete only as of
 	// its start: wait for the watch to prove it current (a heartbeat or
 	// two) rather than return a store about to turn stale.
-	loaded, deadline := s.now(), time.Now().Add(s.opts.RequestTimeout)
-	for loaded-s.synced.Load() > int64(s.opts.MaxStaleness/2) && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	loaded, timeout := s.now(), time.NewTimer(s.opts.RequestTimeout)
+	defer timeout.Stop()
+	for loaded-s.synced.Load() > int64(s.opts.MaxStaleness/2) {
+		select {
+		case <-s.syncedCh:
+		case <-timeout.C:
+			return s, nil
+		}
 	}
 	return s, nil
 }
@@ -349,7 +356,14 @@ func (s *Store) heartbeat(ctx context.Context) {
 func (s *Store) markSynced(t int64) {
 	for {
 		old := s.synced.Load()
-		if t <= old || s.synced.CompareAndSwap(old, t) {
+		if t <= old {
+			break
+		}
+		if s.synced.CompareAndSwap(old, t) {
+			select {
+			case s.syncedCh <- struct{}{}:
+			default: // a wake-up is pending already
+			}
 			break
 		}
 	}
@@ -371,6 +385,23 @@ func (s *Store) Ready() error {
 	return nil
 }
 
+// Collectors returns the store's metrics: the accounts and keys it holds,
+// and how fresh its memory is.
+func (s *Store) Collectors() []prometheus.Collector {
+	return append(s.idx.Collectors(),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "keygate_store_lag_seconds",
+			Help: "Time since this replica last confirmed that it holds every change in etcd; checks fail past --max-staleness.",
+		}, func() float64 { return s.Stats().Lag.Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "keygate_store_revision", Help: "The etcd revision this replica holds.",
+		}, func() float64 { return float64(s.Stats().Revision) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "keygate_store_snapshots_total", Help: "Snapshots loaded from etcd: one at start, one per resynchronisation.",
+		}, func() float64 { return float64(s.Stats().Resyncs) }),
+	)
+}
+
 // Stats returns the size of the memory and its freshness.
 func (s *Store) Stats() Stats {
 	accounts, keys := s.idx.Len()
@@ -385,13 +416,13 @@ func (s *Store) Stats() Stats {
 
 // LookupKey answers from memory. It fails with EUnavailable when the
 // replica has been out of touch with etcd for longer than MaxStaleness.
-func (s *Store) LookupKey(_ context.Context, h authz.KeyHash) (authz.Credential, bool, error) {
+func (s *Store) LookupKey(_ context.Context, h authz.KeyHash) (authz.IndexedKey, bool, error) {
 	if s.stale.Load() || s.closed.Load() {
 		if err := s.Ready(); err != nil { // else it caught up meanwhile
-			return authz.Credential{}, false, err
+			return authz.IndexedKey{}, false, err
 		}
 	}
-	c, ok := s.idx.Credential(h)
+	c, ok := s.idx.Lookup(h)
 	return c, ok, nil
 }
 

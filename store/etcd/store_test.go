@@ -9,7 +9,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/store/etcd/etcdtest"
 	"github.com/keygate/keygate/store/storetest"
 )
@@ -17,15 +16,8 @@ import (
 func TestConformance(t *testing.T) {
 	c := etcdtest.Start(t, 1)
 	var n atomic.Int64
-	cli := c.Client(t)
-	storetest.Run(t, func(t *testing.T, now func() time.Time) authz.Store {
-		prefix := fmt.Sprintf("/conformance/%d/", n.Add(1))
-		t.Cleanup(func() { // after the store's Close
-			if err := Verify(context.Background(), cli, prefix); err != nil {
-				t.Errorf("Verify: %v", err)
-			}
-		})
-		return openTest(t, c, prefix, Options{Now: now})
+	storetest.Run(t, func(t *testing.T, now func() time.Time) storetest.Store {
+		return openTest(t, c, fmt.Sprintf("/conformance/%d/", n.Add(1)), Options{Now: now})
 	})
 }
 
@@ -42,6 +34,9 @@ func openTest(tb testing.TB, c *etcdtest.Cluster, prefix string, opts Options) *
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
+		if err := s.Verify(context.Background()); err != nil {
+			tb.Errorf("Verify: %v", err)
+		}
 		if err := s.Close(); err != nil {
 			tb.Errorf("Close: %v", err)
 		}

@@ -3,7 +3,6 @@ package etcd
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,107 +11,92 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/keygate/keygate/authz"
 	storagev1 "github.com/keygate/keygate/proto/keygate/storage/v1"
 	"github.com/keygate/keygate/store/record"
 )
 
-// Verify reads every record under prefix at one revision and checks that
-// they agree with each other, as every transaction of this package leaves
-// them: each key's hash is claimed by it and it is listed under its
-// account, which exists; each claim and listing names such a key; each
-// account's ledger counts from 1 to its seq and sums to its balance; each
-// idempotency key names an entry that carries it. It returns every
-// disagreement found, joined.
+// Verify reads every record and index under prefix at one revision and
+// checks that they agree (record.Verify).
 func Verify(ctx context.Context, cli *clientv3.Client, prefix string) error {
-	prefix = withSlash(prefix)
-	l := layout(prefix)
-	kvs := map[string][]byte{}
-	_, err := readAll(ctx, cli, prefix, 0, time.Minute, func(kv *mvccpb.KeyValue) error {
-		kvs[string(kv.Key)] = kv.Value
-		return nil
-	})
+	d, ix, err := read(ctx, cli, layout(withSlash(prefix)))
 	if err != nil {
 		return err
 	}
+	return record.Verify(d, ix)
+}
 
-	has := func(k string) bool { _, ok := kvs[k]; return ok }
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	under := func(dir string, visit func(rest string, v []byte)) {
-		for k, v := range kvs {
-			if rest, ok := strings.CutPrefix(k, prefix+dir); ok {
-				visit(rest, v)
+// Verify checks the store's records and indexes in etcd, as the package
+// function Verify does.
+func (s *Store) Verify(ctx context.Context) error { return Verify(ctx, s.cli, string(s.l)) }
+
+// read reads every record and index under l at one revision, with the
+// last-used times written beside the keys raised into their records.
+func read(ctx context.Context, cli *clientv3.Client, l layout) (record.Dump, record.Indexes, error) {
+	var d record.Dump
+	ix := record.NewIndexes()
+	used := map[string]int64{}
+	rev, err := readAll(ctx, cli, string(l), 0, dumpPageTimeout, func(kv *mvccpb.KeyValue) error {
+		rest := strings.TrimPrefix(string(kv.Key), string(l))
+		dir, _, _ := strings.Cut(rest, "/")
+		rest = strings.TrimPrefix(rest, dir+"/")
+		var err error
+		switch dir + "/" {
+		case watchedDir:
+			err = readWatched(&d, rest, kv.Value)
+		case ledgerDir:
+			var r *storagev1.LedgerRecord
+			if r, err = record.Decode[storagev1.LedgerRecord](kv.Value); err == nil {
+				d.Ledger = append(d.Ledger, r)
 			}
-		}
-	}
-	accounts := map[string]*storagev1.AccountRecord{}
-	under(accountDir, func(id string, v []byte) {
-		if r, err := record.Decode[storagev1.AccountRecord](v); err != nil {
-			bad("account %s: %v", id, err)
-		} else {
-			accounts[id] = r
-		}
-	})
-	under(keyDir, func(rest string, v []byte) {
-		_, id, _ := strings.Cut(rest, "/") // after the shard
-		r, err := record.Decode[storagev1.KeyRecord](v)
-		switch {
-		case err != nil:
-			bad("key %s: %v", id, err)
-		case accounts[r.AccountId] == nil:
-			bad("key %s: account %s does not exist", id, r.AccountId)
-		case string(kvs[prefix+hashDir+hex.EncodeToString(r.Hash)]) != id:
-			bad("key %s: its hash is not claimed by it", id)
-		case !has(l.accountKeys(r.AccountId) + id):
-			bad("key %s: not listed under account %s", id, r.AccountId)
-		}
-	})
-	under(hashDir, func(h string, v []byte) {
-		if !has(l.key(string(v))) {
-			bad("hash %s: claimed by key %s, which does not exist", h, v)
-		}
-	})
-	under(accountKeyDir, func(rest string, _ []byte) {
-		if _, id, _ := strings.Cut(rest, "/"); !has(l.key(id)) {
-			bad("account key %s: the key does not exist", rest)
-		}
-	})
-	for id, a := range accounts {
-		var sum int64
-		for seq := uint64(1); seq <= a.LedgerSeq; seq++ {
-			e, err := record.Decode[storagev1.LedgerRecord](kvs[l.ledgerEntry(id, seq)])
-			if err != nil || e.Seq != seq {
-				bad("account %s: ledger entry %d is missing or broken", id, seq)
-				break
+		case usedDir:
+			used[rest] = decodeTime(kv.Value)
+		case hashDir:
+			var h authz.KeyHash
+			if n, herr := hex.Decode(h[:], []byte(rest)); herr != nil || n != len(h) {
+				return fmt.Errorf("%s: not a hash", kv.Key)
 			}
-			if e.Kind == storagev1.LedgerRecord_KIND_DEBIT {
-				sum -= e.Amount
-			} else {
-				sum += e.Amount
-			}
-			if e.BalanceAfter != sum {
-				bad("account %s: ledger entry %d says balance %d, the entries sum to %d", id, seq, e.BalanceAfter, sum)
-			}
+			ix.Hashes[h] = string(kv.Value)
+		case accountKeyDir:
+			account, key, _ := strings.Cut(rest, "/")
+			ix.AccountKeys[record.AccountKey{AccountID: account, KeyID: key}] = true
+		case idempotencyDir:
+			account, key, _ := strings.Cut(rest, "/")
+			seq, _ := strconv.ParseUint(string(kv.Value), 10, 64) // a bad value names entry 0, which Verify reports
+			ix.Idempotency[record.IdempotencyKey{AccountID: account, Key: key}] = seq
 		}
-		if has(l.ledgerEntry(id, a.LedgerSeq+1)) {
-			bad("account %s: the ledger goes past seq %d", id, a.LedgerSeq)
-		}
-		if sum != a.Balance {
-			bad("account %s: balance %d, the ledger sums to %d", id, a.Balance, sum)
-		}
-	}
-	under(idempotencyDir, func(rest string, v []byte) {
-		id, key, _ := strings.Cut(rest, "/")
-		seq, err := strconv.ParseUint(string(v), 10, 64)
 		if err != nil {
-			bad("idempotency key %q of %s: holds %q", key, id, v)
-			return
+			return fmt.Errorf("%s: %w", kv.Key, err)
 		}
-		if e, err := record.Decode[storagev1.LedgerRecord](kvs[l.ledgerEntry(id, seq)]); err != nil || e.IdempotencyKey != key {
-			bad("idempotency key %q of %s: entry %d does not carry it", key, id, seq)
-		}
+		return nil
 	})
-	return errors.Join(errs...)
+	if err != nil {
+		return record.Dump{}, record.Indexes{}, err
+	}
+	for _, k := range d.Keys {
+		k.LastUsedTime = max(k.LastUsedTime, used[k.Id])
+	}
+	d.Revision = rev
+	return d, ix, nil
+}
+
+// readWatched adds to d the watched record at rest (under watchedDir).
+func readWatched(d *record.Dump, rest string, v []byte) error {
+	switch {
+	case strings.HasPrefix(rest, "a/"):
+		r, err := record.Decode[storagev1.AccountRecord](v)
+		if err == nil {
+			d.Accounts = append(d.Accounts, r)
+		}
+		return err
+	case strings.HasPrefix(rest, "k/"):
+		r, err := record.Decode[storagev1.KeyRecord](v)
+		if err == nil {
+			d.Keys = append(d.Keys, r)
+		}
+		return err
+	}
+	return nil
 }
 
 // readPage is how many records readAll reads per request.

@@ -48,7 +48,7 @@ func BenchmarkLookupKey(b *testing.B) {
 // keyIndex is an Index as an authz.KeyIndex.
 type keyIndex struct{ *Index }
 
-func (x keyIndex) LookupKey(_ context.Context, h authz.KeyHash) (authz.Credential, bool, error) {
-	c, ok := x.Credential(h)
+func (x keyIndex) LookupKey(_ context.Context, h authz.KeyHash) (authz.IndexedKey, bool, error) {
+	c, ok := x.Lookup(h)
 	return c, ok, nil
 }

@@ -8,12 +8,11 @@ import (
 // hugePages asks Linux to back the 2 MiB-aligned part of the size bytes at
 // p with transparent huge pages, where the system allows it ("madvise" or
 // "always" in /sys/kernel/mm/transparent_hugepage/enabled). A lookup reads
-// a table slot, a key entry and an account entry at random places in
-// about 130 MiB for a million keys: with 4 KiB pages each read also misses
-// the TLB, and between one Check and the next the server's other work
-// evicts the page tables from the cache. Measured in the server, huge
-// pages took a lookup from 7% to 4% of its CPU. Failure leaves the memory
-// as it was.
+// a table slot, a key entry and an account entry at random places in the
+// whole index: with 4 KiB pages each read also misses the TLB, and between
+// one Check and the next the server's other work evicts the page tables
+// from the cache (docs/benchmarks.md has the measurements). Failure leaves
+// the memory as it was.
 func hugePages(p unsafe.Pointer, size uintptr) {
 	const huge = 2 << 20
 	skip := (huge - uintptr(p)%huge) % huge

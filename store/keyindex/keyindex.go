@@ -100,9 +100,9 @@ type Index struct {
 	mu sync.Mutex
 	// accountIDs maps account ids to entry numbers. Its keys are arrays, not
 	// strings, so that it holds no pointers: the garbage collector skips
-	// it instead of following 100,000 strings in every cycle, which at a
-	// million keys was most of a cycle's work and the tail of Check's
-	// latency. Guarded by mu.
+	// it instead of following a string per account in every cycle, which
+	// was most of a cycle's work and the tail of Check's latency
+	// (docs/benchmarks.md). Guarded by mu.
 	accountIDs map[[maxIDLen]byte]uint32
 	gen        uint32 // the current snapshot; guarded by mu
 }
@@ -126,14 +126,14 @@ func (x *Index) get(h *authz.KeyHash) (*key, uint32) {
 	return nil, 0
 }
 
-// Credential returns what a check needs to know of the key with hash h.
-func (x *Index) Credential(h authz.KeyHash) (authz.Credential, bool) {
+// Lookup returns what a check needs to know of the key with hash h.
+func (x *Index) Lookup(h authz.KeyHash) (authz.IndexedKey, bool) {
 	e, _ := x.get(&h)
 	if e == nil {
-		return authz.Credential{}, false
+		return authz.IndexedKey{}, false
 	}
 	a := x.accounts.at(e.account)
-	return authz.Credential{
+	return authz.IndexedKey{
 		KeyID:           e.keyID(),
 		AccountID:       a.accountID(),
 		ExpireTime:      record.Time(e.expire.Load()),

@@ -28,7 +28,7 @@ func apply(t testing.TB, x *Index, r *storagev1.KeyRecord, rev int64) {
 
 // found returns the id of the key with hash h, or "".
 func found(x *Index, h authz.KeyHash) string {
-	c, ok := x.Credential(h)
+	c, ok := x.Lookup(h)
 	if !ok {
 		return ""
 	}
@@ -71,12 +71,12 @@ func TestCollisions(t *testing.T) {
 func TestRevisions(t *testing.T) {
 	x, now := New(), time.Now()
 	acct, id, h := authz.NewAccountID(now), authz.NewKeyID(now), hashOf(1)
-	balance := func() int64 { c, _ := x.Credential(h); return c.Balance }
-	revoked := func() bool { c, _ := x.Credential(h); return c.Revoked }
+	balance := func() int64 { c, _ := x.Lookup(h); return c.Balance }
+	revoked := func() bool { c, _ := x.Lookup(h); return c.Revoked }
 
 	// The key comes before its account: it reads an empty account.
 	apply(t, x, keyRecord(id, acct, h), 10)
-	if c, ok := x.Credential(h); !ok || c.AccountID != acct || c.Balance != 0 {
+	if c, ok := x.Lookup(h); !ok || c.AccountID != acct || c.Balance != 0 {
 		t.Fatalf("before its account: %+v, %v", c, ok)
 	}
 	for _, step := range []struct {
@@ -231,7 +231,7 @@ func TestHotPathAllocs(t *testing.T) {
 	x, now, h := New(), time.Now(), hashOf(1)
 	apply(t, x, keyRecord(authz.NewKeyID(now), authz.NewAccountID(now), h), 1)
 	allocs := testing.AllocsPerRun(1000, func() {
-		if _, ok := x.Credential(h); !ok {
+		if _, ok := x.Lookup(h); !ok {
 			t.Fatal("not found")
 		}
 		x.MarkUsed(h, now)

@@ -178,47 +178,14 @@ func ApplyChange(r *storagev1.AccountRecord, c authz.BalanceChange, now int64) (
 // the same change as c; else the reuse of the key is EConflict.
 func Replayed(e *storagev1.LedgerRecord, c authz.BalanceChange) error {
 	if e.Kind != ledgerKinds[c.Kind] || e.Amount != c.Amount || e.KeyId != c.KeyID {
-		return authz.Errorf(authz.EConflict, "idempotency key %q was used for another change: %s of %d", c.IdempotencyKey, Entry(e).Kind, e.Amount)
+		return authz.Errorf(authz.EConflict, "idempotency key %s was used for another change: %s of %d", authz.Quote(c.IdempotencyKey), Entry(e).Kind, e.Amount)
 	}
 	return nil
-}
-
-// PageSize returns the number of items to list for p: DefaultPageSize for
-// zero, at most MaxPageSize.
-func PageSize(p authz.Page) (int, error) {
-	switch {
-	case p.Size < 0:
-		return 0, authz.Errorf(authz.EInvalid, "page size must not be negative, got %d", p.Size)
-	case p.Size == 0:
-		return authz.DefaultPageSize, nil
-	}
-	return min(p.Size, authz.MaxPageSize), nil
 }
 
 // BadToken is the error for a page token that the list did not make.
 func BadToken(token string) error {
-	return authz.Errorf(authz.EInvalid, "%q is not a page token of this list", token)
-}
-
-// CheckStatusChange checks the arguments of Store.SetAccountStatus.
-func CheckStatusChange(id string, status authz.AccountStatus) error {
-	if !authz.ValidAccountID(id) {
-		return InvalidAccountID(id)
-	}
-	if status != authz.AccountActive && status != authz.AccountDisabled {
-		return authz.Errorf(authz.EInvalid, "an account status is active or disabled, got %s", status)
-	}
-	return nil
-}
-
-// InvalidAccountID is the error for a malformed account id.
-func InvalidAccountID(id string) error {
-	return authz.Errorf(authz.EInvalid, "%q is not an account id", id)
-}
-
-// InvalidKeyID is the error for a malformed key id.
-func InvalidKeyID(id string) error {
-	return authz.Errorf(authz.EInvalid, "%q is not a key id", id)
+	return authz.Errorf(authz.EInvalid, "%s is not a page token of this list", authz.Quote(token))
 }
 
 // Decode unmarshals a stored value into a new R. The value may be discarded

@@ -17,9 +17,19 @@ import (
 // Start is the time every test's Clock starts at.
 var Start = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
 
+// Store is what the suite tests: an authz.Store that can check that its
+// records agree with each other.
+type Store interface {
+	authz.Store
+	// Verify returns the disagreements of the store's records and indexes
+	// (record.Verify).
+	Verify(ctx context.Context) error
+}
+
 // Run runs the conformance suite against the stores open returns. Each
 // test calls open, from parallel tests, for a new, empty store whose clock
-// is now; open must close the store when t ends (t.Cleanup).
+// is now; open must close the store when t ends (t.Cleanup). When a test
+// ends, before the store is closed, the suite checks it with Verify.
 //
 // Besides the authz.Store contract the suite pins down the choices authz
 // leaves to a store, so that every store behaves alike:
@@ -32,7 +42,7 @@ var Start = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
 //     (EConflict) a key that was already rotated.
 //   - Key and Keys show the newest time given to MarkUsed at once.
 //   - A list's last page has no next token, even when it is full.
-func Run(t *testing.T, open func(t *testing.T, now func() time.Time) authz.Store) {
+func Run(t *testing.T, open func(t *testing.T, now func() time.Time) Store) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, e *env)
@@ -63,7 +73,13 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) authz.Store
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			clock := NewClock(Start)
-			tt.fn(t, &env{Store: open(t, clock.Now), clock: clock, ctx: t.Context()})
+			s := open(t, clock.Now)
+			t.Cleanup(func() { // before open's Close
+				if err := s.Verify(context.Background()); err != nil {
+					t.Errorf("Verify: %v", err)
+				}
+			})
+			tt.fn(t, &env{Store: s, clock: clock, ctx: t.Context()})
 		})
 	}
 }
@@ -102,7 +118,7 @@ func (e *env) change(t *testing.T, c authz.BalanceChange) authz.LedgerEntry {
 	return entry
 }
 
-func (e *env) lookup(t *testing.T, h authz.KeyHash) authz.Credential {
+func (e *env) lookup(t *testing.T, h authz.KeyHash) authz.IndexedKey {
 	t.Helper()
 	c, found, err := e.LookupKey(e.ctx, h)
 	if err != nil || !found {
@@ -222,7 +238,7 @@ func normEntry(l authz.LedgerEntry) authz.LedgerEntry {
 	return l
 }
 
-func normCredential(c authz.Credential) authz.Credential {
+func normIndexedKey(c authz.IndexedKey) authz.IndexedKey {
 	c.ExpireTime = normTime(c.ExpireTime)
 	return c
 }
@@ -561,7 +577,7 @@ func testCreateKey(t *testing.T, e *env) {
 	}
 	equal(t, "read back", e.getKey(t, k.ID), want, normKey)
 	equal(t, "credential", e.lookup(t, nk.Hash),
-		authz.Credential{KeyID: k.ID, AccountID: a.ID, ExpireTime: nk.ExpireTime, Balance: 42}, normCredential)
+		authz.IndexedKey{KeyID: k.ID, AccountID: a.ID, ExpireTime: nk.ExpireTime, Balance: 42}, normIndexedKey)
 
 	if _, found, err := e.LookupKey(e.ctx, authz.HashSecret(authz.NewSecret())); found || err != nil {
 		t.Errorf("LookupKey of an unknown key = found %t, %v", found, err)
