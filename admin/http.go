@@ -118,23 +118,23 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *route, id st
 	writeJSON(w, http.StatusOK, body)
 }
 
-// call decodes the request of a route, calls the Service and encodes its
-// answer.
+// call calls the Service through the route's gRPC handler, which has the
+// request decoded from r, and encodes its answer.
 func (h *handler) call(w http.ResponseWriter, r *http.Request, rt *route, id string) ([]byte, error) {
-	req := rt.newReq()
-	if err := decodeRequest(w, r, req); err != nil {
-		return nil, err
-	}
-	if rt.param != nil {
-		if err := setParam(req, rt.param, id); err != nil {
-			return nil, err
+	resp, err := rt.call(h.svc, r.Context(), func(req any) error {
+		m := req.(proto.Message)
+		if err := decodeRequest(w, r, m); err != nil {
+			return err
 		}
-	}
-	resp, err := rt.call(r.Context(), h.svc, req)
+		if rt.param == nil {
+			return nil
+		}
+		return setParam(m, rt.param, id)
+	}, nil)
 	if err != nil {
 		return nil, err
 	}
-	return marshalJSON.Marshal(resp)
+	return marshalJSON.Marshal(resp.(proto.Message))
 }
 
 // decodeRequest fills m from the query of a GET or the JSON body of a POST,
