@@ -16,7 +16,7 @@ import (
 // route binds one RPC to the HTTP method and path of its google.api.http
 // option in admin.proto. The handler serves it and the Client calls it.
 type route struct {
-	rpc    string                       // the gRPC full method name
+	rpc    string // the gRPC full method name
 	desc   protoreflect.MethodDescriptor
 	method string                       // GET or POST
 	path   string                       // a ServeMux path, without the verb
