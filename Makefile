@@ -19,14 +19,13 @@ test:
 tools:
 	GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOBIN=$(BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
-	go mod download $(GOOGLEAPIS_MODULE)
 
 # generate rebuilds what is derived from proto/: the Go code, and the admin
 # API's OpenAPI document and route table in its package documentation (their
 # tests rewrite them with -update, and fail when they are stale).
 generate: tools
 	PATH=$(BIN):$$PATH protoc -I proto \
-		-I $$(go mod download -json $(GOOGLEAPIS_MODULE) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p')/third_party/googleapis \
+		-I $$(go mod download -json $(GOOGLEAPIS_MODULE) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')/third_party/googleapis \
 		--go_out=. --go_opt=module=github.com/keygate/keygate \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/keygate/keygate \
 		proto/keygate/admin/v1/admin.proto proto/keygate/storage/v1/records.proto
