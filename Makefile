@@ -1,7 +1,10 @@
-# The tools `make generate` needs: Debian's protobuf-compiler, and the Go
-# plugins at the versions pinned here (installed into ./bin).
+# The tools `make generate` needs: Debian's protobuf-compiler, the Go plugins
+# at the versions pinned here (installed into ./bin), and google/api's
+# annotations.proto and http.proto, read from the module cache copy of a
+# module that ships them (GOOGLEAPIS_MODULE) instead of being kept here.
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
+GOOGLEAPIS_MODULE          := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
 BIN := $(CURDIR)/bin
 
 .PHONY: build test generate tools clean bench bench-build bench-smoke
@@ -17,12 +20,16 @@ tools:
 	GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOBIN=$(BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 
-# generate rebuilds the committed Go code from proto/.
+# generate rebuilds what is derived from proto/: the Go code, and the admin
+# API's OpenAPI document and route table in its package documentation (their
+# tests rewrite them with -update, and fail when they are stale).
 generate: tools
 	PATH=$(BIN):$$PATH protoc -I proto \
+		-I $$(go mod download -json $(GOOGLEAPIS_MODULE) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')/third_party/googleapis \
 		--go_out=. --go_opt=module=github.com/keygate/keygate \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/keygate/keygate \
 		proto/keygate/admin/v1/admin.proto proto/keygate/storage/v1/records.proto
+	go test ./admin -run '^(TestOpenAPIDocument|TestDocRoutes)$$' -update
 
 # bench runs keygate (on bolt and on a one-member etcd), a do-nothing grpc-go
 # server and OPA-Envoy side by side (servers on CPU 0, the load generator and

@@ -5,19 +5,23 @@
 //
 // # HTTP routes
 //
-//	POST /v1/accounts                        CreateAccount  {name, balance}
-//	GET  /v1/accounts?pageSize=&pageToken=   ListAccounts
-//	GET  /v1/accounts/{account}              GetAccount
-//	POST /v1/accounts/{account}:credit       CreditAccount  {amount, idempotencyKey}
-//	POST /v1/accounts/{account}:debit        DebitAccount   {amount, idempotencyKey, key}
-//	POST /v1/accounts/{account}:disable      DisableAccount
-//	POST /v1/accounts/{account}:enable       EnableAccount
-//	GET  /v1/accounts/{account}/ledger       ListLedger     ?pageSize=&pageToken=
-//	POST /v1/accounts/{account}/keys         CreateKey      {name, expireTime}
-//	GET  /v1/accounts/{account}/keys         ListKeys       ?pageSize=&pageToken=
-//	GET  /v1/keys/{key}                      GetKey
-//	POST /v1/keys/{key}:revoke               RevokeKey
-//	POST /v1/keys/{key}:rotate               RotateKey      {gracePeriod}
+// Each RPC's route is its google.api.http option in admin.proto. make
+// generate derives this table from those options, and the OpenAPI 3.0
+// document that GET /v1/openapi.json serves without a token:
+//
+//	POST /v1/accounts                    CreateAccount   {name, balance}
+//	GET  /v1/accounts/{account}          GetAccount
+//	GET  /v1/accounts                    ListAccounts    ?pageSize=&pageToken=
+//	POST /v1/accounts/{account}:credit   CreditAccount   {amount, idempotencyKey}
+//	POST /v1/accounts/{account}:debit    DebitAccount    {amount, idempotencyKey, key}
+//	POST /v1/accounts/{account}:disable  DisableAccount
+//	POST /v1/accounts/{account}:enable   EnableAccount
+//	GET  /v1/accounts/{account}/ledger   ListLedger      ?pageSize=&pageToken=
+//	POST /v1/accounts/{account}/keys     CreateKey       {name, expireTime}
+//	GET  /v1/accounts/{account}/keys     ListKeys        ?pageSize=&pageToken=
+//	GET  /v1/keys/{key}                  GetKey
+//	POST /v1/keys/{key}:revoke           RevokeKey
+//	POST /v1/keys/{key}:rotate           RotateKey       {gracePeriod}
 //
 // Requests and answers use the proto3 JSON mapping: lowerCamelCase names,
 // int64 as a JSON string or number on input and a string on output,

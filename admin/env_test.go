@@ -22,7 +22,8 @@ import (
 
 const testToken = "test-admin-token-0123456789"
 
-// env is an admin server on a real bbolt file and a real TCP listener.
+// env is an admin server on a real bbolt file and a real TCP listener. It
+// checks every request and answer against the OpenAPI document.
 type env struct {
 	clock  *storetest.Clock // shared by the store and the Service
 	store  *bolt.Store
@@ -30,13 +31,14 @@ type env struct {
 	srv    *httptest.Server
 	client *admin.Client
 
-	mu     sync.Mutex
-	bodies []string // every body the server answered through env.call
+	mu       sync.Mutex
+	bodies   []string         // every body the server answered through env.call
+	answered map[string][]int // the statuses answered to each OpenAPI operation
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{clock: storetest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))}
+	e := &env{clock: storetest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)), answered: map[string][]int{}}
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "keygate.db"), bolt.Options{Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +50,7 @@ func newEnv(t *testing.T) *env {
 	})
 	e.store = st
 	e.svc = admin.NewService(st, admin.ServiceOptions{Now: e.clock.Now})
-	e.srv = httptest.NewServer(admin.NewHandler(e.svc, admin.NewTokens(testToken)))
+	e.srv = httptest.NewServer(e.checkedByOpenAPI(t, admin.NewHandler(e.svc, admin.NewTokens(testToken))))
 	t.Cleanup(e.srv.Close)
 	e.client = admin.NewClient(e.srv.URL, testToken, e.srv.Client())
 	t.Cleanup(func() { e.assertNeverAnswered(t, testToken) })
@@ -78,6 +80,9 @@ func (e *env) callWith(t *testing.T, method, path, body, authorization string) r
 	}
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	res, err := e.srv.Client().Do(req)
 	if err != nil {

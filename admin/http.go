@@ -33,6 +33,12 @@ type errorDetail struct {
 	Message string `json:"message"`
 }
 
+// The codes of the httpErrors.
+const (
+	codeMethodNotAllowed = "method_not_allowed"
+	codePayloadTooLarge  = "payload_too_large"
+)
+
 // httpError is an error of the HTTP transport that has no gRPC code.
 type httpError struct {
 	status        int
@@ -48,8 +54,9 @@ type handler struct {
 }
 
 // NewHandler returns the JSON/HTTP transport of svc, serving the routes
-// listed in the package documentation. Every request must carry
-// "Authorization: Bearer <token>" with one of tokens.
+// listed in the package documentation. Every request but those for the
+// OpenAPI document must carry "Authorization: Bearer <token>" with one of
+// tokens.
 func NewHandler(svc *Service, tokens *Tokens) http.Handler {
 	h := &handler{svc: svc, tokens: tokens, mux: http.NewServeMux()}
 	groups := make(map[string][]*route)
@@ -66,6 +73,10 @@ func NewHandler(svc *Service, tokens *Tokens) http.Handler {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == openAPIPath {
+		serveOpenAPI(w, r)
+		return
+	}
 	if !h.tokens.verify(r.Header.Values("Authorization")) {
 		w.Header().Set("WWW-Authenticate", wwwAuthenticate)
 		writeError(w, status.Error(codes.Unauthenticated, messageUnauthorized))
@@ -103,9 +114,14 @@ func (h *handler) dispatch(group []*route) http.HandlerFunc {
 			writeError(w, status.Error(codes.NotFound, "no such route"))
 			return
 		}
-		w.Header().Set("Allow", strings.Join(allow, ", "))
-		writeError(w, &httpError{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed; use " + strings.Join(allow, " or ")})
+		writeNotAllowed(w, allow...)
 	}
+}
+
+// writeNotAllowed answers 405 for a path served only with the methods allow.
+func writeNotAllowed(w http.ResponseWriter, allow ...string) {
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, &httpError{http.StatusMethodNotAllowed, codeMethodNotAllowed, "method not allowed; use " + strings.Join(allow, " or ")})
 }
 
 // serve answers one route.
@@ -118,23 +134,23 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, rt *route, id st
 	writeJSON(w, http.StatusOK, body)
 }
 
-// call decodes the request of a route, calls the Service and encodes its
-// answer.
+// call calls the Service through the route's gRPC handler, which has the
+// request decoded from r, and encodes its answer.
 func (h *handler) call(w http.ResponseWriter, r *http.Request, rt *route, id string) ([]byte, error) {
-	req := rt.newReq()
-	if err := decodeRequest(w, r, req); err != nil {
-		return nil, err
-	}
-	if rt.param != nil {
-		if err := setParam(req, rt.param, id); err != nil {
-			return nil, err
+	resp, err := rt.call(h.svc, r.Context(), func(req any) error {
+		m := req.(proto.Message)
+		if err := decodeRequest(w, r, m); err != nil {
+			return err
 		}
-	}
-	resp, err := rt.call(r.Context(), h.svc, req)
+		if rt.param == nil {
+			return nil
+		}
+		return setParam(m, rt.param, id)
+	}, nil)
 	if err != nil {
 		return nil, err
 	}
-	return marshalJSON.Marshal(resp)
+	return marshalJSON.Marshal(resp.(proto.Message))
 }
 
 // decodeRequest fills m from the query of a GET or the JSON body of a POST,
@@ -159,7 +175,7 @@ func decodeRequest(w http.ResponseWriter, r *http.Request, m proto.Message) erro
 		data, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return &httpError{http.StatusRequestEntityTooLarge, "payload_too_large", "request body is larger than 1 MiB"}
+			return &httpError{http.StatusRequestEntityTooLarge, codePayloadTooLarge, "request body is larger than 1 MiB"}
 		}
 		if err != nil {
 			return status.Error(codes.InvalidArgument, "cannot read request body")

@@ -1,44 +1,40 @@
 package admin
 
 import (
-	"context"
 	"fmt"
+	"net/http"
 	"strings"
 
+	"google.golang.org/genproto/googleapis/api/annotations"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	adminv1 "github.com/keygate/keygate/proto/keygate/admin/v1"
 )
 
-// route binds one RPC to an HTTP method and path. The handler serves it and
-// the Client calls it.
+// route binds one RPC to the HTTP method and path of its google.api.http
+// option in admin.proto. The handler serves it and the Client calls it.
 type route struct {
-	rpc    string                       // the gRPC full method name
+	rpc    string // the gRPC full method name
+	desc   protoreflect.MethodDescriptor
 	method string                       // GET or POST
 	path   string                       // a ServeMux path, without the verb
 	param  protoreflect.FieldDescriptor // the request field the path wildcard fills, named as it; nil for none
 	verb   string                       // the custom method after a trailing wildcard, as "credit" in {account}:credit
-	newReq func() proto.Message
-	call   func(context.Context, *Service, proto.Message) (proto.Message, error)
+	call   grpc.MethodHandler           // the generated gRPC handler, which decodes the request with its dec argument
 }
 
-// routes is the HTTP face of the admin API, one line per RPC.
-var routes = []*route{
-	newRoute(adminv1.Admin_CreateAccount_FullMethodName, "POST /v1/accounts", (*Service).CreateAccount),
-	newRoute(adminv1.Admin_ListAccounts_FullMethodName, "GET /v1/accounts", (*Service).ListAccounts),
-	newRoute(adminv1.Admin_GetAccount_FullMethodName, "GET /v1/accounts/{account}", (*Service).GetAccount),
-	newRoute(adminv1.Admin_CreditAccount_FullMethodName, "POST /v1/accounts/{account}:credit", (*Service).CreditAccount),
-	newRoute(adminv1.Admin_DebitAccount_FullMethodName, "POST /v1/accounts/{account}:debit", (*Service).DebitAccount),
-	newRoute(adminv1.Admin_DisableAccount_FullMethodName, "POST /v1/accounts/{account}:disable", (*Service).DisableAccount),
-	newRoute(adminv1.Admin_EnableAccount_FullMethodName, "POST /v1/accounts/{account}:enable", (*Service).EnableAccount),
-	newRoute(adminv1.Admin_ListLedger_FullMethodName, "GET /v1/accounts/{account}/ledger", (*Service).ListLedger),
-	newRoute(adminv1.Admin_CreateKey_FullMethodName, "POST /v1/accounts/{account}/keys", (*Service).CreateKey),
-	newRoute(adminv1.Admin_ListKeys_FullMethodName, "GET /v1/accounts/{account}/keys", (*Service).ListKeys),
-	newRoute(adminv1.Admin_GetKey_FullMethodName, "GET /v1/keys/{key}", (*Service).GetKey),
-	newRoute(adminv1.Admin_RevokeKey_FullMethodName, "POST /v1/keys/{key}:revoke", (*Service).RevokeKey),
-	newRoute(adminv1.Admin_RotateKey_FullMethodName, "POST /v1/keys/{key}:rotate", (*Service).RotateKey),
-}
+// routes is the HTTP face of the admin API, one route per RPC in the
+// service's order, read from the annotations when the package starts.
+var routes = func() []*route {
+	sd := adminv1.File_keygate_admin_v1_admin_proto.Services().ByName("Admin")
+	rs := make([]*route, 0, len(adminv1.Admin_ServiceDesc.Methods))
+	for _, m := range adminv1.Admin_ServiceDesc.Methods {
+		rs = append(rs, newRoute(sd.Methods().ByName(protoreflect.Name(m.MethodName)), m.Handler))
+	}
+	return rs
+}()
 
 // routeByRPC finds a route by its gRPC full method name.
 var routeByRPC = func() map[string]*route {
@@ -49,29 +45,31 @@ var routeByRPC = func() map[string]*route {
 	return m
 }()
 
-// newRoute builds a route from "METHOD /path/{param}:verb" and a method
-// expression of Service. It panics on a table that does not fit the proto.
-func newRoute[Req, Resp proto.Message](rpc, pattern string, call func(*Service, context.Context, Req) (Resp, error)) *route {
-	var zero Req
-	reqType := zero.ProtoReflect().Type()
-	method, path, _ := strings.Cut(pattern, " ")
-	rt := &route{
-		rpc:    rpc,
-		method: method,
-		path:   path,
-		newReq: func() proto.Message { return reqType.New().Interface() },
-		call: func(ctx context.Context, s *Service, req proto.Message) (proto.Message, error) {
-			return call(s, ctx, req.(Req))
-		},
+// newRoute builds the route of md from its google.api.http option. It
+// panics on an option this transport does not serve: anything but a GET
+// without a body or a POST with body "*", additional bindings, or a path
+// wildcard that is not a string field of the request.
+func newRoute(md protoreflect.MethodDescriptor, call grpc.MethodHandler) *route {
+	rule, _ := proto.GetExtension(md.Options(), annotations.E_Http).(*annotations.HttpRule)
+	rt := &route{rpc: fmt.Sprintf("/%s/%s", md.Parent().FullName(), md.Name()), desc: md, call: call}
+	switch p := rule.GetPattern().(type) {
+	case *annotations.HttpRule_Get:
+		rt.method, rt.path = http.MethodGet, p.Get
+	case *annotations.HttpRule_Post:
+		rt.method, rt.path = http.MethodPost, p.Post
 	}
+	if rt.method == "" || (rt.method == http.MethodPost) != (rule.GetBody() == "*") || len(rule.GetAdditionalBindings()) > 0 {
+		panic(fmt.Sprintf("admin: %s: unsupported google.api.http option %v", md.FullName(), rule))
+	}
+	path := rt.path
 	if i, j := strings.IndexByte(path, '{'), strings.IndexByte(path, '}'); 0 <= i && i < j {
 		name := path[i+1 : j]
 		if rest, ok := strings.CutPrefix(path[j+1:], ":"); ok {
 			rt.path, rt.verb = path[:j+1], rest
 		}
-		rt.param = reqType.Descriptor().Fields().ByName(protoreflect.Name(name))
+		rt.param = md.Input().Fields().ByName(protoreflect.Name(name))
 		if rt.param == nil || rt.param.Kind() != protoreflect.StringKind {
-			panic(fmt.Sprintf("admin: %s has no string field %q", reqType.Descriptor().FullName(), name))
+			panic(fmt.Sprintf("admin: %s has no string field %q", md.Input().FullName(), name))
 		}
 	}
 	return rt

@@ -77,8 +77,8 @@ func TestRoutesCoverService(t *testing.T) {
 			t.Errorf("no route for %s", name)
 			continue
 		}
-		if rt.newReq().ProtoReflect().Descriptor() != m.Input() {
-			t.Errorf("%s: route decodes %s", name, rt.newReq().ProtoReflect().Descriptor().FullName())
+		if rt.desc != m {
+			t.Errorf("%s: route of %s", name, rt.desc.FullName())
 		}
 		if _, ok := client.MethodByName(string(m.Name())); !ok {
 			t.Errorf("Client has no method %s", m.Name())

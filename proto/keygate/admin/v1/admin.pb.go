@@ -6,11 +6,12 @@
 
 // The keygate admin API: accounts, their balances and ledgers, and their API
 // keys. Served as gRPC and as JSON over HTTP (proto3 JSON mapping) at the
-// routes noted on each method.
+// route its google.api.http option gives each method.
 
 package adminv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -1296,7 +1297,7 @@ var File_keygate_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_keygate_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1ckeygate/admin/v1/admin.proto\x12\x10keygate.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x01\n" +
+	"\x1ckeygate/admin/v1/admin.proto\x12\x10keygate.admin.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x01\n" +
 	"\aAccount\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -1393,23 +1394,23 @@ const file_keygate_admin_v1_admin_proto_rawDesc = "" +
 	"\x11RotateKeyResponse\x12'\n" +
 	"\x03key\x18\x01 \x01(\v2\x15.keygate.admin.v1.KeyR\x03key\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\x121\n" +
-	"\bprevious\x18\x03 \x01(\v2\x15.keygate.admin.v1.KeyR\bprevious2\xc2\b\n" +
-	"\x05Admin\x12R\n" +
-	"\rCreateAccount\x12&.keygate.admin.v1.CreateAccountRequest\x1a\x19.keygate.admin.v1.Account\x12L\n" +
+	"\bprevious\x18\x03 \x01(\v2\x15.keygate.admin.v1.KeyR\bprevious2\x8a\f\n" +
+	"\x05Admin\x12k\n" +
+	"\rCreateAccount\x12&.keygate.admin.v1.CreateAccountRequest\x1a\x19.keygate.admin.v1.Account\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/accounts\x12l\n" +
 	"\n" +
-	"GetAccount\x12#.keygate.admin.v1.GetAccountRequest\x1a\x19.keygate.admin.v1.Account\x12]\n" +
-	"\fListAccounts\x12%.keygate.admin.v1.ListAccountsRequest\x1a&.keygate.admin.v1.ListAccountsResponse\x12V\n" +
-	"\rCreditAccount\x12&.keygate.admin.v1.CreditAccountRequest\x1a\x1d.keygate.admin.v1.LedgerEntry\x12T\n" +
-	"\fDebitAccount\x12%.keygate.admin.v1.DebitAccountRequest\x1a\x1d.keygate.admin.v1.LedgerEntry\x12T\n" +
-	"\x0eDisableAccount\x12'.keygate.admin.v1.DisableAccountRequest\x1a\x19.keygate.admin.v1.Account\x12R\n" +
-	"\rEnableAccount\x12&.keygate.admin.v1.EnableAccountRequest\x1a\x19.keygate.admin.v1.Account\x12W\n" +
+	"GetAccount\x12#.keygate.admin.v1.GetAccountRequest\x1a\x19.keygate.admin.v1.Account\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/accounts/{account}\x12s\n" +
+	"\fListAccounts\x12%.keygate.admin.v1.ListAccountsRequest\x1a&.keygate.admin.v1.ListAccountsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/accounts\x12\x80\x01\n" +
+	"\rCreditAccount\x12&.keygate.admin.v1.CreditAccountRequest\x1a\x1d.keygate.admin.v1.LedgerEntry\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/accounts/{account}:credit\x12}\n" +
+	"\fDebitAccount\x12%.keygate.admin.v1.DebitAccountRequest\x1a\x1d.keygate.admin.v1.LedgerEntry\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/accounts/{account}:debit\x12\x7f\n" +
+	"\x0eDisableAccount\x12'.keygate.admin.v1.DisableAccountRequest\x1a\x19.keygate.admin.v1.Account\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/accounts/{account}:disable\x12|\n" +
+	"\rEnableAccount\x12&.keygate.admin.v1.EnableAccountRequest\x1a\x19.keygate.admin.v1.Account\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/accounts/{account}:enable\x12~\n" +
 	"\n" +
-	"ListLedger\x12#.keygate.admin.v1.ListLedgerRequest\x1a$.keygate.admin.v1.ListLedgerResponse\x12T\n" +
-	"\tCreateKey\x12\".keygate.admin.v1.CreateKeyRequest\x1a#.keygate.admin.v1.CreateKeyResponse\x12Q\n" +
-	"\bListKeys\x12!.keygate.admin.v1.ListKeysRequest\x1a\".keygate.admin.v1.ListKeysResponse\x12@\n" +
-	"\x06GetKey\x12\x1f.keygate.admin.v1.GetKeyRequest\x1a\x15.keygate.admin.v1.Key\x12F\n" +
-	"\tRevokeKey\x12\".keygate.admin.v1.RevokeKeyRequest\x1a\x15.keygate.admin.v1.Key\x12T\n" +
-	"\tRotateKey\x12\".keygate.admin.v1.RotateKeyRequest\x1a#.keygate.admin.v1.RotateKeyResponseB;Z9github.com/keygate/keygate/proto/keygate/admin/v1;adminv1b\x06proto3"
+	"ListLedger\x12#.keygate.admin.v1.ListLedgerRequest\x1a$.keygate.admin.v1.ListLedgerResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/accounts/{account}/ledger\x12|\n" +
+	"\tCreateKey\x12\".keygate.admin.v1.CreateKeyRequest\x1a#.keygate.admin.v1.CreateKeyResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/accounts/{account}/keys\x12v\n" +
+	"\bListKeys\x12!.keygate.admin.v1.ListKeysRequest\x1a\".keygate.admin.v1.ListKeysResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/accounts/{account}/keys\x12X\n" +
+	"\x06GetKey\x12\x1f.keygate.admin.v1.GetKeyRequest\x1a\x15.keygate.admin.v1.Key\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/keys/{key}\x12h\n" +
+	"\tRevokeKey\x12\".keygate.admin.v1.RevokeKeyRequest\x1a\x15.keygate.admin.v1.Key\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/keys/{key}:revoke\x12v\n" +
+	"\tRotateKey\x12\".keygate.admin.v1.RotateKeyRequest\x1a#.keygate.admin.v1.RotateKeyResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/keys/{key}:rotateB;Z9github.com/keygate/keygate/proto/keygate/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_keygate_admin_v1_admin_proto_rawDescOnce sync.Once

@@ -6,7 +6,7 @@
 
 // The keygate admin API: accounts, their balances and ledgers, and their API
 // keys. Served as gRPC and as JSON over HTTP (proto3 JSON mapping) at the
-// routes noted on each method.
+// route its google.api.http option gives each method.
 
 package adminv1
 
@@ -42,31 +42,18 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type AdminClient interface {
-	// POST /v1/accounts
 	CreateAccount(ctx context.Context, in *CreateAccountRequest, opts ...grpc.CallOption) (*Account, error)
-	// GET /v1/accounts/{account}
 	GetAccount(ctx context.Context, in *GetAccountRequest, opts ...grpc.CallOption) (*Account, error)
-	// GET /v1/accounts
 	ListAccounts(ctx context.Context, in *ListAccountsRequest, opts ...grpc.CallOption) (*ListAccountsResponse, error)
-	// POST /v1/accounts/{account}:credit
 	CreditAccount(ctx context.Context, in *CreditAccountRequest, opts ...grpc.CallOption) (*LedgerEntry, error)
-	// POST /v1/accounts/{account}:debit
 	DebitAccount(ctx context.Context, in *DebitAccountRequest, opts ...grpc.CallOption) (*LedgerEntry, error)
-	// POST /v1/accounts/{account}:disable
 	DisableAccount(ctx context.Context, in *DisableAccountRequest, opts ...grpc.CallOption) (*Account, error)
-	// POST /v1/accounts/{account}:enable
 	EnableAccount(ctx context.Context, in *EnableAccountRequest, opts ...grpc.CallOption) (*Account, error)
-	// GET /v1/accounts/{account}/ledger
 	ListLedger(ctx context.Context, in *ListLedgerRequest, opts ...grpc.CallOption) (*ListLedgerResponse, error)
-	// POST /v1/accounts/{account}/keys
 	CreateKey(ctx context.Context, in *CreateKeyRequest, opts ...grpc.CallOption) (*CreateKeyResponse, error)
-	// GET /v1/accounts/{account}/keys
 	ListKeys(ctx context.Context, in *ListKeysRequest, opts ...grpc.CallOption) (*ListKeysResponse, error)
-	// GET /v1/keys/{key}
 	GetKey(ctx context.Context, in *GetKeyRequest, opts ...grpc.CallOption) (*Key, error)
-	// POST /v1/keys/{key}:revoke
 	RevokeKey(ctx context.Context, in *RevokeKeyRequest, opts ...grpc.CallOption) (*Key, error)
-	// POST /v1/keys/{key}:rotate
 	RotateKey(ctx context.Context, in *RotateKeyRequest, opts ...grpc.CallOption) (*RotateKeyResponse, error)
 }
 
@@ -212,31 +199,18 @@ func (c *adminClient) RotateKey(ctx context.Context, in *RotateKeyRequest, opts 
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
 type AdminServer interface {
-	// POST /v1/accounts
 	CreateAccount(context.Context, *CreateAccountRequest) (*Account, error)
-	// GET /v1/accounts/{account}
 	GetAccount(context.Context, *GetAccountRequest) (*Account, error)
-	// GET /v1/accounts
 	ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error)
-	// POST /v1/accounts/{account}:credit
 	CreditAccount(context.Context, *CreditAccountRequest) (*LedgerEntry, error)
-	// POST /v1/accounts/{account}:debit
 	DebitAccount(context.Context, *DebitAccountRequest) (*LedgerEntry, error)
-	// POST /v1/accounts/{account}:disable
 	DisableAccount(context.Context, *DisableAccountRequest) (*Account, error)
-	// POST /v1/accounts/{account}:enable
 	EnableAccount(context.Context, *EnableAccountRequest) (*Account, error)
-	// GET /v1/accounts/{account}/ledger
 	ListLedger(context.Context, *ListLedgerRequest) (*ListLedgerResponse, error)
-	// POST /v1/accounts/{account}/keys
 	CreateKey(context.Context, *CreateKeyRequest) (*CreateKeyResponse, error)
-	// GET /v1/accounts/{account}/keys
 	ListKeys(context.Context, *ListKeysRequest) (*ListKeysResponse, error)
-	// GET /v1/keys/{key}
 	GetKey(context.Context, *GetKeyRequest) (*Key, error)
-	// POST /v1/keys/{key}:revoke
 	RevokeKey(context.Context, *RevokeKeyRequest) (*Key, error)
-	// POST /v1/keys/{key}:rotate
 	RotateKey(context.Context, *RotateKeyRequest) (*RotateKeyResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
