@@ -222,14 +222,14 @@ func throughProxy(t *testing.T, p *proxy, up *upstream, k keys) {
 		}
 	}
 
-	denied("no key", p.send(t, "/v1/chat/completions"), authz.ReasonNoCredential, authz.StyleOpenAI)
+	denied("no key", p.send(t, "/v1/chat/completions"), authz.ReasonNoKey, authz.StyleOpenAI)
 	allowed("valid key, spoofed identity",
 		p.send(t, "/v1/chat/completions", "Authorization", "Bearer "+k.active, "X-Account-Id", "acct_SPOOFED", "X-Key-Id", "key_SPOOFED"),
 		"Authorization")
 	denied("zero balance", p.send(t, "/v1/chat/completions", "Authorization", "Bearer "+k.zero), authz.ReasonInsufficientBalance, authz.StyleOpenAI)
 	denied("revoked", p.send(t, "/v1/chat/completions", "Authorization", "Bearer "+k.revoked), authz.ReasonRevokedKey, authz.StyleOpenAI)
 
-	denied("anthropic: no key", p.send(t, "/anthropic/v1/messages"), authz.ReasonNoCredential, authz.StyleAnthropic)
+	denied("anthropic: no key", p.send(t, "/anthropic/v1/messages"), authz.ReasonNoKey, authz.StyleAnthropic)
 	allowed("anthropic: x-api-key", p.send(t, "/anthropic/v1/messages", "X-Api-Key", k.active), "X-Api-Key")
 	denied("anthropic: zero balance", p.send(t, "/anthropic/v1/messages", "X-Api-Key", k.zero), authz.ReasonInsufficientBalance, authz.StyleAnthropic)
 }
