@@ -11,8 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/answer"
+	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/checkmetrics"
 	"github.com/keygate/keygate/checkmetrics/checkmetricstest"
 	"github.com/keygate/keygate/httpauth"

@@ -10,12 +10,13 @@ import (
 
 	"github.com/keygate/keygate/answer"
 	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/httpauth/proxytest"
 )
 
 // TestGRPCurl calls the Check service with grpcurl, as the README's
 // walkthrough does: through gRPC reflection, with requests written as JSON.
 func TestGRPCurl(t *testing.T) {
-	bin := needBinary(t, "grpcurl", "go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4")
+	bin := proxytest.Need(t, "grpcurl", "go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4")
 	s := startServer(t, filepath.Join(t.TempDir(), "keygate.db"))
 	k := makeKeys(t, s)
 	grpcurl := func(args ...string) []byte {
