@@ -28,7 +28,7 @@ type KeyIndex interface {
 }
 
 // Request is the part of an HTTP request the decision needs. The zero
-// value is a request without credentials on a route that sets nothing.
+// value is a request without a key on a route that sets nothing.
 type Request struct {
 	// Authorization is the value of the Authorization header, "" if absent.
 	Authorization string
@@ -39,8 +39,8 @@ type Request struct {
 	Route Route
 }
 
-// Credential returns the field that holds the value of s's header.
-func (r *Request) Credential(s Source) *string {
+// KeyHeader returns the field that holds the value of s's header.
+func (r *Request) KeyHeader(s Source) *string {
 	switch s {
 	case SourceXAPIKey:
 		return &r.XAPIKey
@@ -51,13 +51,14 @@ func (r *Request) Credential(s Source) *string {
 }
 
 // Reason explains a Decision. Its values are a bounded set, fit for metric
-// labels.
+// labels. What each tells the caller (HTTP status, codes, message) is the
+// denial package's table.
 type Reason uint8
 
 // Reasons, in the order a check discovers them.
 const (
 	ReasonAllowed             Reason = iota // the key is good and the account may spend
-	ReasonNoCredential                      // no credential header, or only empty ones
+	ReasonNoKey                             // no header the route accepts carries a key, or only empty ones
 	ReasonNotBearer                         // a scheme other than Bearer, or no scheme
 	ReasonConflictingKeys                   // two credential headers that carry different values
 	ReasonMalformedKey                      // a Bearer token that is not a well-formed key
@@ -67,21 +68,25 @@ const (
 	ReasonAccountDisabled                   // the key is good, its account is disabled
 	ReasonInsufficientBalance               // the key is good, the balance is at or below zero
 	ReasonBadRoute                          // the route's settings do not parse (checked first)
-	numReasons
+	// NumReasons is one more than the last Reason: the length of tables
+	// indexed by Reason.
+	NumReasons
 )
 
 // Reasons lists every Reason, for building per-reason tables.
 func Reasons() []Reason {
-	rs := make([]Reason, numReasons)
+	rs := make([]Reason, NumReasons)
 	for i := range rs {
 		rs[i] = Reason(i)
 	}
 	return rs
 }
 
-var reasonNames = [numReasons]string{
+// reasonNames are the metric labels; no_credential predates ReasonNoKey's
+// name and stays, since dashboards and alerts use it.
+var reasonNames = [NumReasons]string{
 	ReasonAllowed:             "allowed",
-	ReasonNoCredential:        "no_credential",
+	ReasonNoKey:               "no_credential",
 	ReasonNotBearer:           "not_bearer",
 	ReasonMalformedKey:        "malformed_key",
 	ReasonUnknownKey:          "unknown_key",
@@ -94,22 +99,10 @@ var reasonNames = [numReasons]string{
 }
 
 func (r Reason) String() string {
-	if r < numReasons {
+	if r < NumReasons {
 		return reasonNames[r]
 	}
 	return "unknown"
-}
-
-// Unauthenticated reports whether the reason is an authentication failure
-// (HTTP 401) rather than a refusal of a known caller (HTTP 403).
-func (r Reason) Unauthenticated() bool {
-	return r >= ReasonNoCredential && r <= ReasonExpiredKey
-}
-
-// TokenPresented reports whether the request carried a Bearer token, which
-// RFC 6750 answers with error="invalid_token" when it fails.
-func (r Reason) TokenPresented() bool {
-	return r >= ReasonMalformedKey && r <= ReasonExpiredKey
 }
 
 // Decision is the answer to one Request. A denial is a Decision, never an
@@ -144,32 +137,32 @@ func NewAuthorizer(keys KeyIndex, now func() time.Time) *Authorizer {
 	if now == nil {
 		now = time.Now
 	}
-	return &Authorizer{keys: keys, now: now, defaults: DefaultRoute}
+	return &Authorizer{keys: keys, now: now}
 }
 
 // WithDefaults returns an Authorizer over the same index whose requests
 // take what their Route leaves unset from d, and what d leaves unset from
-// DefaultRoute.
+// DefaultRoute: its Style, then the headers of the Style in effect.
 func (a *Authorizer) WithDefaults(d Route) *Authorizer {
 	b := *a
-	b.defaults = d.Or(DefaultRoute)
+	b.defaults = d
 	return &b
 }
 
 // Authorize decides req. It returns an error only when the index could not
 // answer; the caller must then fail closed.
 func (a *Authorizer) Authorize(ctx context.Context, req Request) (Decision, error) {
-	route := req.Route.Or(a.defaults)
+	route := req.Route.complete(a.defaults)
 	if route.Invalid {
 		return Decision{Reason: ReasonBadRoute, Route: route}, nil
 	}
-	token, reason := req.credential(route.Sources)
+	token, reason := req.key(route.Sources)
 	d, err := a.decide(ctx, token, reason)
 	d.Route = route
 	return d, err
 }
 
-// decide looks up the token that credential found, or passes on its reason.
+// decide looks up the token that key found, or passes on its reason.
 func (a *Authorizer) decide(ctx context.Context, token string, reason Reason) (Decision, error) {
 	if reason != ReasonAllowed {
 		return Decision{Reason: reason}, nil
@@ -203,20 +196,20 @@ func (a *Authorizer) decide(ctx context.Context, token string, reason Reason) (D
 	return d, nil
 }
 
-// credential returns the token that the request's headers among sources
-// carry, or the Reason there is none. A request may carry its key in several
+// key returns the token that the request's headers among sources carry, or
+// the Reason there is none. A request may carry its key in several
 // of them, but then they must agree: every value present (absent and empty
 // ones do not count) must yield the same token.
-func (r *Request) credential(sources Sources) (token string, reason Reason) {
-	reason = ReasonNoCredential
+func (r *Request) key(sources Sources) (token string, reason Reason) {
+	reason = ReasonNoKey
 	for _, s := range AllSources() {
 		if !sources.Has(s) {
 			continue
 		}
-		t, why := headerToken(s, *r.Credential(s))
+		t, why := headerToken(s, *r.KeyHeader(s))
 		switch {
-		case why == ReasonNoCredential:
-		case reason == ReasonNoCredential:
+		case why == ReasonNoKey:
+		case reason == ReasonNoKey:
 			token, reason = t, why
 		case why != ReasonAllowed || reason != ReasonAllowed || t != token:
 			return "", ReasonConflictingKeys
@@ -238,7 +231,7 @@ func headerToken(s Source, v string) (string, Reason) {
 		v = v[1:]
 	}
 	if v = trimTrailingSpace(v); v == "" {
-		return "", ReasonNoCredential
+		return "", ReasonNoKey
 	}
 	return v, ReasonAllowed
 }
@@ -253,7 +246,7 @@ func BearerToken(header string) (token string, r Reason) {
 	}
 	header = trimTrailingSpace(header)
 	if header == "" {
-		return "", ReasonNoCredential
+		return "", ReasonNoKey
 	}
 	const scheme = "bearer"
 	if len(header) < len(scheme) || !equalFoldASCII(header[:len(scheme)], scheme) {
@@ -261,7 +254,7 @@ func BearerToken(header string) (token string, r Reason) {
 	}
 	rest := header[len(scheme):]
 	if rest == "" {
-		return "", ReasonNoCredential
+		return "", ReasonNoKey
 	}
 	if rest[0] != ' ' {
 		return "", ReasonNotBearer // "Bearerx ..." is another scheme
@@ -270,7 +263,7 @@ func BearerToken(header string) (token string, r Reason) {
 		rest = rest[1:]
 	}
 	if rest == "" {
-		return "", ReasonNoCredential
+		return "", ReasonNoKey
 	}
 	return rest, ReasonAllowed
 }

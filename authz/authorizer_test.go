@@ -69,10 +69,10 @@ func TestAuthorize(t *testing.T) {
 	}{
 		{"allowed", "Bearer " + good, authz.ReasonAllowed, goodKey},
 		{"scheme in any case", "bEARER " + good, authz.ReasonAllowed, goodKey},
-		{"missing", "", authz.ReasonNoCredential, authz.Key{}},
+		{"missing", "", authz.ReasonNoKey, authz.Key{}},
 		{"no scheme", good, authz.ReasonNotBearer, authz.Key{}},
 		{"basic", "Basic Zm9vOmJhcg==", authz.ReasonNotBearer, authz.Key{}},
-		{"empty token", "Bearer ", authz.ReasonNoCredential, authz.Key{}},
+		{"empty token", "Bearer ", authz.ReasonNoKey, authz.Key{}},
 		{"typo", "Bearer " + string(typo), authz.ReasonMalformedKey, authz.Key{}},
 		{"garbage", "Bearer hunter2", authz.ReasonMalformedKey, authz.Key{}},
 		{"two values joined", "Bearer " + good + ",Bearer " + good, authz.ReasonMalformedKey, authz.Key{}},
@@ -88,7 +88,7 @@ func TestAuthorize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := authz.Decision{Reason: tc.want, KeyID: tc.key.ID, AccountID: tc.key.AccountID, Route: authz.DefaultRoute}
+			want := authz.Decision{Reason: tc.want, KeyID: tc.key.ID, AccountID: tc.key.AccountID, Route: openAIRoute}
 			if d != want {
 				t.Fatalf("Authorize(%q) = %+v, want %+v", tc.header, d, want)
 			}
@@ -118,3 +118,6 @@ func TestAuthorize(t *testing.T) {
 		t.Fatalf("closed store: got decision %+v, want an error", d)
 	}
 }
+
+// openAIRoute is what a route that sets nothing reads as.
+var openAIRoute = authz.Route{Sources: authz.SourcesOf(authz.SourceAuthorization), Style: authz.StyleOpenAI}

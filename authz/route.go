@@ -11,12 +11,18 @@ type Source uint8
 // Sources of keys, in the order a request is searched.
 const (
 	SourceAuthorization Source = iota // "Authorization: Bearer <key>", as OpenAI clients send it
-	SourceXAPIKey                     // "x-api-key: <key>", as Anthropic clients send it
+	SourceXAPIKey                     // "x-api-key: <key>", as Anthropic's SDKs sent it before their 2026-10 majors
 	SourceAPIKey                      // "api-key: <key>", as Azure OpenAI clients send it
-	numSources
+	// NumSources is one more than the last Source: the length of tables
+	// indexed by Source.
+	NumSources
 )
 
-var sourceHeaders = [numSources]string{"authorization", "x-api-key", "api-key"}
+// NumSourceSets is the number of Sources values: the length of tables
+// indexed by a set of Sources.
+const NumSourceSets = 1 << NumSources
+
+var sourceHeaders = [NumSources]string{"authorization", "x-api-key", "api-key"}
 
 // Header returns the source's header name in lower case.
 func (s Source) Header() string { return sourceHeaders[s] }
@@ -51,11 +57,11 @@ func (s Sources) Has(src Source) bool { return s&(1<<src) != 0 }
 
 // Headers returns the lower-case names of the set's headers in Source
 // order. The slice is shared: do not modify it.
-func (s Sources) Headers() []string { return sourceLists[s&(1<<numSources-1)] }
+func (s Sources) Headers() []string { return sourceLists[s%NumSourceSets] }
 
 // sourceLists holds Headers for every set, so that answers can name the
 // headers to strip without allocating.
-var sourceLists = func() (lists [1 << numSources][]string) {
+var sourceLists = func() (lists [NumSourceSets][]string) {
 	for set := range lists {
 		for s, h := range sourceHeaders {
 			if Sources(set).Has(Source(s)) {
@@ -78,7 +84,7 @@ func ParseSources(list string) (Sources, error) {
 		name, more, found := strings.Cut(rest, ",")
 		src, ok := SourceOf(strings.TrimSpace(name))
 		if !ok {
-			return 0, fmt.Errorf("credential header %q is not one of %s", strings.TrimSpace(name), strings.Join(sourceHeaders[:], ", "))
+			return 0, fmt.Errorf("key header %q is not one of %s", strings.TrimSpace(name), strings.Join(sourceHeaders[:], ", "))
 		}
 		set |= 1 << src
 		if !found {
@@ -95,16 +101,29 @@ type Style uint8
 const (
 	StyleOpenAI    Style = iota + 1 // {"error":{"message":...,"type":...,"param":null,"code":...}}
 	StyleAnthropic                  // {"type":"error","error":{"type":...,"message":...}}
-	numStylesPlusOne
+	// NumStyles is one more than the last Style: the length of tables
+	// indexed by Style, whose element 0 stands for "not set".
+	NumStyles
 )
 
-var styleNames = [numStylesPlusOne]string{StyleOpenAI: "openai", StyleAnthropic: "anthropic"}
+var styleNames = [NumStyles]string{StyleOpenAI: "openai", StyleAnthropic: "anthropic"}
 
 // Styles lists every Style, for building per-style tables.
 func Styles() []Style { return []Style{StyleOpenAI, StyleAnthropic} }
 
+// DefaultSources returns the headers a route of style s accepts when
+// neither it nor the Authorizer's defaults say: Authorization for OpenAI
+// clients; Authorization and x-api-key for Anthropic's, whose SDKs send one
+// or the other depending on their release.
+func (s Style) DefaultSources() Sources {
+	if s == StyleAnthropic {
+		return SourcesOf(SourceAuthorization, SourceXAPIKey)
+	}
+	return SourcesOf(SourceAuthorization)
+}
+
 func (s Style) String() string {
-	if s < numStylesPlusOne && s != 0 {
+	if s < NumStyles && s != 0 {
 		return styleNames[s]
 	}
 	return "unknown"
@@ -133,22 +152,24 @@ type Route struct {
 
 // Names of the route settings, as keys of Envoy's context_extensions.
 const (
-	RouteCredentials = "keygate_credentials" // a list for ParseSources
-	RouteErrorStyle  = "keygate_error_style" // a name for ParseStyle
+	RouteKeyHeaders = "keygate_credentials" // a list for ParseSources
+	RouteErrorStyle = "keygate_error_style" // a name for ParseStyle
 )
 
 // DefaultRoute is what a Route falls back to when neither it nor the
-// Authorizer's defaults say: the Authorization header alone, OpenAI bodies.
-var DefaultRoute = Route{Sources: SourcesOf(SourceAuthorization), Style: StyleOpenAI}
+// Authorizer's defaults say: OpenAI bodies, and the headers of the route's
+// Style (Style.DefaultSources).
+var DefaultRoute = Route{Style: StyleOpenAI}
 
-// ParseRoute reads a route's settings. An empty string leaves its field
-// unset; a value that does not parse makes the route Invalid. It does not
-// allocate unless a value is invalid.
-func ParseRoute(credentials, style string) Route {
+// ParseRoute reads a route's settings: the list of key headers and the
+// style. An empty string leaves its field unset; a value that does not
+// parse makes the route Invalid. It does not allocate unless a value is
+// invalid.
+func ParseRoute(keyHeaders, style string) Route {
 	var r Route
 	var err error
-	if credentials != "" {
-		if r.Sources, err = ParseSources(credentials); err != nil {
+	if keyHeaders != "" {
+		if r.Sources, err = ParseSources(keyHeaders); err != nil {
 			r.Invalid = true
 		}
 	}
@@ -169,5 +190,15 @@ func (r Route) Or(def Route) Route {
 		r.Style = def.Style
 	}
 	r.Invalid = r.Invalid || def.Invalid
+	return r
+}
+
+// complete returns r with its unset fields taken from def, then from
+// DefaultRoute and its Style's DefaultSources.
+func (r Route) complete(def Route) Route {
+	r = r.Or(def).Or(DefaultRoute)
+	if r.Sources == 0 {
+		r.Sources = r.Style.DefaultSources()
+	}
 	return r
 }

@@ -12,8 +12,6 @@
 package checkmetrics
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,75 +97,3 @@ func (s *Set) Error() { s.errors.Inc() }
 
 // Since records the duration of a check that started at start.
 func (s *Set) Since(start time.Time) { s.duration.Observe(time.Since(start).Seconds()) }
-
-// Series names a keygate_checks_total series of one api: its decision and
-// reason labels.
-type Series [2]string
-
-// Verify checks what g holds of api's metrics against what a test expects:
-// every series of keygate_checks_total that New creates, with the counts in
-// want and zero elsewhere, and timed checks observed by
-// keygate_check_duration_seconds. It returns an error naming every
-// difference.
-func Verify(g prometheus.Gatherer, api string, want map[Series]int, timed uint64) error {
-	got, observed, err := read(g, api)
-	if err != nil {
-		return err
-	}
-	var diffs []error
-	all := []Series{{decisionError, reasonError}}
-	for _, r := range authz.Reasons() {
-		all = append(all, Series{Decision(r), r.String()})
-	}
-	if len(got) != len(all) {
-		diffs = append(diffs, fmt.Errorf("keygate_checks_total{api=%q} has %d series, want %d: %v", api, len(got), len(all), got))
-	}
-	for _, series := range all {
-		if n, ok := got[series]; !ok {
-			diffs = append(diffs, fmt.Errorf("keygate_checks_total{api=%q}%v was not created up front", api, series))
-		} else if n != want[series] {
-			diffs = append(diffs, fmt.Errorf("keygate_checks_total{api=%q}%v = %d, want %d", api, series, n, want[series]))
-		}
-	}
-	if observed != timed {
-		diffs = append(diffs, fmt.Errorf("keygate_check_duration_seconds{api=%q} observed %d checks, want %d", api, observed, timed))
-	}
-	return errors.Join(diffs...)
-}
-
-// read returns what g holds of api's metrics: every keygate_checks_total
-// series with its count, and the number of checks
-// keygate_check_duration_seconds observed.
-func read(g prometheus.Gatherer, api string) (checks map[Series]int, timed uint64, err error) {
-	families, err := g.Gather()
-	if err != nil {
-		return nil, 0, err
-	}
-	checks = make(map[Series]int)
-	for _, mf := range families {
-		for _, m := range mf.GetMetric() {
-			var s Series
-			var apiOf string
-			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "api":
-					apiOf = l.GetValue()
-				case "decision":
-					s[0] = l.GetValue()
-				case "reason":
-					s[1] = l.GetValue()
-				}
-			}
-			if apiOf != api {
-				continue
-			}
-			switch mf.GetName() {
-			case "keygate_checks_total":
-				checks[s] = int(m.GetCounter().GetValue())
-			case "keygate_check_duration_seconds":
-				timed += m.GetHistogram().GetSampleCount()
-			}
-		}
-	}
-	return checks, timed, nil
-}

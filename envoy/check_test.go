@@ -20,8 +20,10 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/keygate/keygate/answer"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/checkmetrics"
+	"github.com/keygate/keygate/checkmetrics/checkmetricstest"
 	"github.com/keygate/keygate/envoy"
 )
 
@@ -63,8 +65,8 @@ func (f *fixture) cases() []checkCase {
 	wrongSum := secret[:len(secret)-1] + wrong
 	badUTF8 := secret[:10] + "\xff\xfe" + secret[12:]
 	return []checkCase{
-		{"missing", nil, authz.ReasonNoCredential, noKey, nil},
-		{"empty", []string{""}, authz.ReasonNoCredential, noKey, nil},
+		{"missing", nil, authz.ReasonNoKey, noKey, nil},
+		{"empty", []string{""}, authz.ReasonNoKey, noKey, nil},
 		{"basic", []string{"Basic dXNlcjpodW50ZXIy"}, authz.ReasonNotBearer, noKey, nil},
 		{"no scheme", []string{secret}, authz.ReasonNotBearer, noKey, nil},
 		{"lower-case scheme", []string{"bearer " + secret}, authz.ReasonAllowed, nil, &f.activeKey},
@@ -199,7 +201,7 @@ func TestCheckSameForEveryBadToken(t *testing.T) {
 	client := serve(t, envoy.NewServer(f.authz, nil))
 	var first *authv3.CheckResponse
 	for _, c := range f.cases() {
-		if !c.reason.TokenPresented() {
+		if !answer.Of(c.reason).TokenPresented() {
 			continue
 		}
 		got, err := client.Check(t.Context(), envoyCheck(shapes[0], c.auth...))
@@ -267,7 +269,7 @@ func TestCheckMissingAttributes(t *testing.T) {
 	f := newFixture(t)
 	srv := envoy.NewServer(f.authz, nil)
 	client := serve(t, srv)
-	noCredential := checkCase{reason: authz.ReasonNoCredential, deny: noKey}
+	noCredential := checkCase{reason: authz.ReasonNoKey, deny: noKey}
 	for name, req := range map[string]*authv3.CheckRequest{
 		"empty":              {},
 		"no request":         {Attributes: &authv3.AttributeContext{}},
@@ -326,8 +328,5 @@ func TestCheckStoreFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertResponse(t, resp, checkCase{reason: authz.ReasonMalformedKey, deny: badKey})
-	assertCounts(t, reg, map[checkmetrics.Series]int{
-		{"error", "store_error"}:  1,
-		{"deny", "malformed_key"}: 1,
-	}, 2)
+	checkmetricstest.Assert(t, reg, checkmetrics.APIGRPC, map[string]int{"store_error": 1, "malformed_key": 1}, 2)
 }

@@ -1,13 +1,13 @@
 // Package envoy answers Envoy's ext_authz v3 gRPC Check calls with an
-// authz.Authorizer. It copies the credential headers and the route's
+// authz.Authorizer. It copies the key headers and the route's
 // settings (context_extensions) out of the CheckRequest, and turns the
 // Decision into a CheckResponse: the upstream request with identity headers
-// and without the route's credential headers on allow, the JSON 401, 403 or
-// 500 of authz.DenialFor on denial, and dynamic metadata (decision, reason,
+// and without the route's key headers on allow, the JSON 401, 403 or 500
+// of answer.DenialFor on denial, and dynamic metadata (decision, reason,
 // account and key ids) either way.
 //
 // Denials are answered from responses built once by NewServer, per reason
-// and error style; only answers that carry per-request ids are allocated,
+// and route; only answers that carry per-request ids are allocated,
 // each in a single block. A store that cannot answer yields a gRPC UNAVAILABLE error, never a denial, so that
 // Envoy applies its failure_mode_allow or status_on_error.
 //

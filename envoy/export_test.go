@@ -12,7 +12,7 @@ func WireRequest(b []byte) (authz.Request, error) {
 	req := c.req
 	// Copy the strings out: they point into b, and c is about to be reused.
 	for _, s := range authz.AllSources() {
-		*req.Credential(s) = string([]byte(*req.Credential(s)))
+		*req.KeyHeader(s) = string([]byte(*req.KeyHeader(s)))
 	}
 	return req, nil
 }

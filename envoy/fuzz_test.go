@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/keygate/keygate/answer"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/envoy"
 )
@@ -68,7 +69,7 @@ func FuzzCheck(f *testing.F) {
 			t.Fatalf("Check failed on a healthy store: %v", err)
 		}
 		if codes.Code(resp.GetStatus().GetCode()) == codes.OK {
-			id := okHeader(resp, envoy.HeaderKeyID)
+			id := okHeader(resp, answer.HeaderKeyID)
 			if !usable[id] || !bytes.Contains(data, []byte(fx.secret[id])) {
 				t.Fatalf("allowed as key %q a request that does not carry its secret", id)
 			}

@@ -11,6 +11,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/keygate/keygate/answer"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/envoy"
 	"github.com/keygate/keygate/store/bolt"
@@ -52,13 +53,13 @@ func (f *fixture) hostileCases() []hostileCase {
 	}
 
 	missing := func(name string, req *authv3.CheckRequest) hostileCase {
-		return hostileCase{checkCase{name: name, reason: authz.ReasonNoCredential, deny: noKey}, req, 0}
+		return hostileCase{checkCase{name: name, reason: authz.ReasonNoKey, deny: noKey}, req, 0}
 	}
 	// deny is a request with the given Authorization values, denied for r
 	// without a lookup.
 	deny := func(name string, r authz.Reason, auth ...string) hostileCase {
 		d := noKey
-		if r.TokenPresented() {
+		if answer.Of(r).TokenPresented() {
 			d = badKey
 		}
 		return hostileCase{checkCase{name: name, reason: r, deny: d}, envoyCheck(shapes[0], auth...), 0}
@@ -110,7 +111,7 @@ func (f *fixture) hostileCases() []hostileCase {
 		allow("Bearer, 100 spaces", envoyCheck(shapes[0], "Bearer"+strings.Repeat(" ", 100)+secret)),
 		allow("trailing tabs and spaces", envoyCheck(shapes[0], "Bearer "+secret+"\t \t  ")),
 		deny("Bearer, 2000 spaces", authz.ReasonMalformedKey, "Bearer"+strings.Repeat(" ", 2000)+secret),
-		deny("Bearer, only spaces", authz.ReasonNoCredential, "Bearer"+strings.Repeat(" ", 50)),
+		deny("Bearer, only spaces", authz.ReasonNoKey, "Bearer"+strings.Repeat(" ", 50)),
 
 		deny("right prefix, wrong checksum", authz.ReasonMalformedKey, "Bearer "+authz.SecretPrefix+strings.Repeat("0", authz.SecretLen-len(authz.SecretPrefix))),
 		deny("last character differs", authz.ReasonMalformedKey, "Bearer "+secret[:len(secret)-1]+otherLast),

@@ -10,14 +10,9 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/keygate/keygate/answer"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/checkmetrics"
-)
-
-// Headers set on the upstream request of an allowed check.
-const (
-	HeaderAccountID = authz.HeaderAccountID
-	HeaderKeyID     = authz.HeaderKeyID
 )
 
 // Fields of the dynamic metadata, which Envoy files under the
@@ -40,13 +35,13 @@ type outcome struct {
 	status   *rpcstatus.Status // of an allow; denials take theirs from denial
 	decision *structpb.Value   // MetadataDecision
 	reason   *structpb.Value   // MetadataReason
-	// denials are the answers of a denial by authz.Style; empty for
-	// ReasonAllowed.
-	denials []denial
+	// denials are the answers of a denial by the route's authz.Style and
+	// authz.Sources; nil for ReasonAllowed.
+	denials *[authz.NumStyles][authz.NumSourceSets]denial
 }
 
-// denial is the answer to a denial with one reason on a route of one style,
-// built from authz.DenialFor.
+// denial is the answer to a denial with one reason on one route, built from
+// answer.DenialFor.
 type denial struct {
 	status *rpcstatus.Status
 	denied *authv3.CheckResponse_DeniedResponse
@@ -64,17 +59,19 @@ func newOutcome(r authz.Reason, checks prometheus.Counter) outcome {
 	if r == authz.ReasonAllowed {
 		return o
 	}
-	o.denials = make([]denial, len(authz.Styles())+1)
+	o.denials = new([authz.NumStyles][authz.NumSourceSets]denial)
 	for _, s := range authz.Styles() {
-		o.denials[s] = o.newDenial(authz.DenialFor(r, s))
+		for set := authz.Sources(1); set < authz.NumSourceSets; set++ {
+			o.denials[s][set] = o.newDenial(answer.DenialFor(r, authz.Route{Sources: set, Style: s}))
+		}
 	}
 	return o
 }
 
-func (o *outcome) newDenial(d *authz.Denial) denial {
-	headers := []*corev3.HeaderValueOption{newHeader("content-type", authz.ContentType)}
+func (o *outcome) newDenial(d *answer.Denial) denial {
+	headers := []*corev3.HeaderValueOption{newHeader(answer.HeaderContentType, answer.ContentType)}
 	if d.Challenge != "" {
-		headers = append(headers, newHeader("www-authenticate", d.Challenge))
+		headers = append(headers, newHeader(answer.HeaderChallenge, d.Challenge))
 	}
 	n := denial{
 		status: &rpcstatus.Status{Code: int32(grpcCode(d.Status)), Message: d.Message},
@@ -114,7 +111,7 @@ func (o *outcome) respond(d authz.Decision) *authv3.CheckResponse {
 	if d.Allowed() {
 		return o.allow(d)
 	}
-	n := &o.denials[d.Route.Style]
+	n := &o.denials[d.Route.Style][d.Route.Sources]
 	if d.KeyID == "" && d.AccountID == "" {
 		return n.anonymous
 	}
@@ -129,8 +126,8 @@ func (o *outcome) respond(d authz.Decision) *authv3.CheckResponse {
 }
 
 // allow builds an allow answer: the identity headers overwrite any copy the
-// client sent, and the route's credential headers are removed so that the
-// upstream never sees the secret.
+// client sent, and the route's key headers are removed so that the upstream
+// never sees the secret.
 func (o *outcome) allow(d authz.Decision) *authv3.CheckResponse {
 	b := new(struct {
 		resp    authv3.CheckResponse
@@ -141,8 +138,8 @@ func (o *outcome) allow(d authz.Decision) *authv3.CheckResponse {
 		values  [2]corev3.HeaderValue
 		md      metadata
 	})
-	b.headers[0] = setHeader(&b.options[0], &b.values[0], HeaderAccountID, d.AccountID)
-	b.headers[1] = setHeader(&b.options[1], &b.values[1], HeaderKeyID, d.KeyID)
+	b.headers[0] = setHeader(&b.options[0], &b.values[0], answer.HeaderAccountID, d.AccountID)
+	b.headers[1] = setHeader(&b.options[1], &b.values[1], answer.HeaderKeyID, d.KeyID)
 	b.http.Headers = b.headers[:]
 	b.http.HeadersToRemove = d.Route.Sources.Headers()
 	b.ok.OkResponse = &b.http

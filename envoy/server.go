@@ -78,10 +78,10 @@ func (s *Server) decide(ctx context.Context, req authz.Request) (authz.Decision,
 }
 
 // RequestFromCheck copies what the decision needs out of an Envoy
-// CheckRequest: the credential headers (authorization, x-api-key, api-key)
-// and the route's settings from context_extensions (authz.RouteCredentials,
+// CheckRequest: the key headers (authorization, x-api-key, api-key) and the
+// route's settings from context_extensions (authz.RouteKeyHeaders,
 // authz.RouteErrorStyle). It never panics: missing attributes read as a
-// request without credentials on a route that sets nothing.
+// request without a key on a route that sets nothing.
 //
 // Headers are looked up in attributes.request.http.headers (lower-case
 // keys) and in header_map, which Envoy fills instead when encode_raw_headers
@@ -94,16 +94,16 @@ func RequestFromCheck(r *authv3.CheckRequest) authz.Request {
 	attrs := r.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	var req authz.Request
-	var found [3]bool // by authz.Source
+	var found [authz.NumSources]bool // by authz.Source
 	for _, s := range authz.AllSources() {
-		*req.Credential(s), found[s] = h.GetHeaders()[s.Header()]
+		*req.KeyHeader(s), found[s] = h.GetHeaders()[s.Header()]
 	}
 	for _, hv := range h.GetHeaderMap().GetHeaders() {
 		s, ok := authz.SourceOf(hv.GetKey())
 		if !ok {
 			continue
 		}
-		v := req.Credential(s)
+		v := req.KeyHeader(s)
 		if found[s] && len(*v) > authz.MaxAuthorizationLen {
 			continue // already rejected; joining more would cost quadratic time
 		}
@@ -118,7 +118,7 @@ func RequestFromCheck(r *authv3.CheckRequest) authz.Request {
 		}
 	}
 	ext := attrs.GetContextExtensions()
-	req.Route = authz.ParseRoute(ext[authz.RouteCredentials], ext[authz.RouteErrorStyle])
+	req.Route = authz.ParseRoute(ext[authz.RouteKeyHeaders], ext[authz.RouteErrorStyle])
 	return req
 }
 

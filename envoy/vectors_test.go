@@ -32,6 +32,9 @@ const (
 	anthropicNoKey   = `{"type":"error","error":{"type":"authentication_error","message":"No API key was provided. Send your key in the x-api-key header: \"x-api-key: YOUR_API_KEY\"."}}`
 	anthropicBadKey  = `{"type":"error","error":{"type":"authentication_error","message":"Incorrect API key provided. Check that the whole key was copied, or create a new one."}}`
 	anthropicNoFunds = `{"type":"error","error":{"type":"permission_error","message":"Your account balance is exhausted. Top up your balance to continue making requests."}}`
+	// On a route that accepts both headers Anthropic's SDKs send.
+	anthropicNoKeyEither = `{"type":"error","error":{"type":"authentication_error","message":"No API key was provided. Send your key in one of these headers: \"Authorization: Bearer YOUR_API_KEY\" or \"x-api-key: YOUR_API_KEY\"."}}`
+	anthropicConflict    = `{"type":"error","error":{"type":"authentication_error","message":"The request carries more than one API key, and they differ. Send one key."}}`
 )
 
 // vector is a CheckRequest shaped as Envoy's ext_authz filter builds it
@@ -67,10 +70,10 @@ func allowAs(key string, strip ...string) want {
 // (error="invalid_request").
 func unauthenticated(r authz.Reason, key, body string) want {
 	c := `Bearer realm="keygate"`
-	switch {
-	case r == authz.ReasonConflictingKeys:
+	switch r {
+	case authz.ReasonConflictingKeys:
 		c += `, error="invalid_request"`
-	case r.TokenPresented():
+	case authz.ReasonMalformedKey, authz.ReasonUnknownKey, authz.ReasonRevokedKey, authz.ReasonExpiredKey:
 		c += `, error="invalid_token"`
 	}
 	return want{reason: r, key: key, status: 401, challenge: c, body: body}
@@ -172,7 +175,7 @@ func envoyVectors() []vector {
     }
   }
 }`,
-		want: unauthenticated(authz.ReasonNoCredential, "", openAINoKey),
+		want: unauthenticated(authz.ReasonNoKey, "", openAINoKey),
 	}, {
 		name: "encode_raw_headers: header_map with raw_value, a non-UTF-8 header left as sent",
 		// With encode_raw_headers Envoy fills header_map, one entry per
@@ -354,7 +357,7 @@ func envoyVectors() []vector {
     headers { key: "x-api-key" value: "$ACTIVE" }
     path: "/v1/messages" protocol: "HTTP/1.1" } }
 }`,
-		want: unauthenticated(authz.ReasonNoCredential, "", openAINoKey),
+		want: unauthenticated(authz.ReasonNoKey, "", openAINoKey),
 	}, {
 		name: "Anthropic route: x-api-key, stripped alone",
 		// ExtAuthzPerRoute check_settings.context_extensions, merged by
@@ -384,7 +387,7 @@ func envoyVectors() []vector {
   context_extensions { key: "keygate_credentials" value: "x-api-key" }
   context_extensions { key: "keygate_error_style" value: "anthropic" }
 }`,
-		want: unauthenticated(authz.ReasonNoCredential, "", anthropicNoKey),
+		want: unauthenticated(authz.ReasonNoKey, "", anthropicNoKey),
 	}, {
 		name: "Anthropic route: unknown key",
 		req: `attributes {` + peers + `
@@ -409,6 +412,53 @@ func envoyVectors() []vector {
   context_extensions { key: "keygate_error_style" value: "anthropic" }
 }`,
 		want: forbidden(authz.ReasonInsufficientBalance, "ZERO", anthropicNoFunds),
+	}, {
+		name: "Anthropic style alone: Bearer, as Anthropic's SDKs send it since 2026-10; both headers stripped",
+		req: `attributes {` + peers + `
+  request { ` + started + ` http {
+    method: "POST"
+    headers { key: ":path" value: "/anthropic/v1/messages" }
+    headers { key: "anthropic-version" value: "2023-06-01" }
+    headers { key: "authorization" value: "Bearer $ACTIVE" }
+    headers { key: "user-agent" value: "Anthropic/JS 1.16.0" }
+    path: "/anthropic/v1/messages" protocol: "HTTP/1.1" } }
+  context_extensions { key: "keygate_error_style" value: "anthropic" }
+}`,
+		want: allowAs("ACTIVE", "authorization", "x-api-key"),
+	}, {
+		name: "Anthropic style alone: x-api-key, as its older SDKs send it",
+		req: `attributes {` + peers + `
+  request { ` + started + ` http {
+    method: "POST"
+    headers { key: ":path" value: "/anthropic/v1/messages" }
+    headers { key: "x-api-key" value: "$ACTIVE" }
+    path: "/anthropic/v1/messages" protocol: "HTTP/1.1" } }
+  context_extensions { key: "keygate_error_style" value: "anthropic" }
+}`,
+		want: allowAs("ACTIVE", "authorization", "x-api-key"),
+	}, {
+		name: "Anthropic style alone: no key, both headers named",
+		req: `attributes {` + peers + `
+  request { ` + started + ` http {
+    method: "POST"
+    headers { key: ":path" value: "/anthropic/v1/messages" }
+    path: "/anthropic/v1/messages" protocol: "HTTP/1.1" } }
+  context_extensions { key: "keygate_error_style" value: "anthropic" }
+}`,
+		want: unauthenticated(authz.ReasonNoKey, "", anthropicNoKeyEither),
+	}, {
+		name: "Anthropic route accepting both: two different keys",
+		req: `attributes {` + peers + `
+  request { ` + started + ` http {
+    method: "POST"
+    headers { key: ":path" value: "/anthropic/v1/messages" }
+    headers { key: "authorization" value: "Bearer $OTHER" }
+    headers { key: "x-api-key" value: "$ACTIVE" }
+    path: "/anthropic/v1/messages" protocol: "HTTP/1.1" } }
+  context_extensions { key: "keygate_credentials" value: "authorization,x-api-key" }
+  context_extensions { key: "keygate_error_style" value: "anthropic" }
+}`,
+		want: unauthenticated(authz.ReasonConflictingKeys, "", anthropicConflict),
 	}, {
 		name: "Azure route: api-key",
 		req: `attributes {` + peers + `

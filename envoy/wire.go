@@ -31,7 +31,7 @@ const (
 )
 
 // wireRequest is a CheckRequest decoded by walking its wire format for only
-// the parts RequestFromCheck reads: the credential headers of
+// the parts RequestFromCheck reads: the key headers of
 // attributes.request.http.headers, header_map, and
 // attributes.context_extensions. Everything else is skipped unread. Its memory is reused from one request to the next, and its
 // strings point into the encoded message, which must outlive its use.
@@ -154,7 +154,7 @@ func (w *wireRequest) headerValue(b []byte) error {
 }
 
 // headerEntry reads an entry of HttpRequest.headers into m if its key names
-// a credential header, the only ones RequestFromCheck looks up there. The
+// a key header, the only ones RequestFromCheck looks up there. The
 // value of another header is not read, nor checked for UTF-8.
 func headerEntry(b []byte, m map[string]string) error {
 	key, value, ok := plainEntry(b)

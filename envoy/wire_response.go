@@ -42,12 +42,12 @@ type templates struct {
 }
 
 const (
-	numStyles     = 4 // authz.Style fits in 2 bits
-	numSourceSets = 8 // authz.Sources fits in 3 bits
+	numStyles     = int(authz.NumStyles)
+	numSourceSets = authz.NumSourceSets
 )
 
 func newTemplates() *templates {
-	return &templates{byKey: make([]atomic.Pointer[template], len(authz.Reasons())*numStyles*numSourceSets*2)}
+	return &templates{byKey: make([]atomic.Pointer[template], int(authz.NumReasons)*numStyles*numSourceSets*2)}
 }
 
 // key indexes the answers to d: its reason, its route, and whether it names

@@ -6,21 +6,22 @@
 // Any method and any path under the handler's prefix is a check: Envoy sends
 // the original method and the prefix followed by the original path, the
 // others send X-Forwarded-Method, -Uri and -Host. The decision reads only
-// the credential headers, so none of these matter to it.
+// the key headers, so none of these matter to it.
 //
 // Allow is 200 with x-account-id and x-key-id for the proxy to copy to the
 // upstream request, and x-envoy-auth-headers-to-remove naming the route's
-// credential headers (Envoy strips them; other proxies are configured to).
-// A denial is the status, WWW-Authenticate and JSON body of authz.DenialFor;
+// key headers (Envoy strips them; other proxies are configured to).
+// A denial is the status, WWW-Authenticate and JSON body of answer.DenialFor;
 // a request with X-Keygate-Error-Header also gets that body in the
 // X-Keygate-Error response header, for nginx, whose auth_request drops the
 // body. A store that cannot answer is a 503, which Envoy and nginx treat as
 // an error and Caddy passes on.
 //
-// Route settings come from X-Keygate-Credentials and X-Keygate-Error-Style,
-// which the proxy sets per route, as context_extensions do for gRPC. A
-// client that sets them itself can only choose which of its own headers
-// are read and how errors look: every check still needs a valid key.
+// Route settings come from X-Keygate-Credentials (the key headers) and
+// X-Keygate-Error-Style, which the proxy sets per route, as
+// context_extensions do for gRPC. A client that sets them itself can only
+// choose which of its own headers are read and how errors look: every check
+// still needs a valid key.
 package httpauth
 
 import (
@@ -31,21 +32,22 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keygate/keygate/answer"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/checkmetrics"
 )
 
-// Request headers read besides the credentials.
+// Request headers read besides the key headers.
 const (
-	HeaderCredentials = "X-Keygate-Credentials"  // a list for authz.ParseSources
-	HeaderErrorStyle  = "X-Keygate-Error-Style"  // a name for authz.ParseStyle
-	HeaderWantError   = "X-Keygate-Error-Header" // any value: also send the body in HeaderError
+	HeaderKeyHeaders = "X-Keygate-Credentials"  // the route's key headers, a list for authz.ParseSources
+	HeaderErrorStyle = "X-Keygate-Error-Style"  // a name for authz.ParseStyle
+	HeaderWantError  = "X-Keygate-Error-Header" // any value: also send the body in HeaderError
 )
 
 // Response headers beyond the identity headers and the denial's.
 const (
 	HeaderError  = "X-Keygate-Error"                // the denial body, on request
-	HeaderRemove = "X-Envoy-Auth-Headers-To-Remove" // on allow: the credential headers
+	HeaderRemove = "X-Envoy-Auth-Headers-To-Remove" // on allow: the key headers
 )
 
 // Handler is an http.Handler that answers checks. It is safe for concurrent
@@ -54,8 +56,8 @@ type Handler struct {
 	authorizer *authz.Authorizer
 	metrics    *checkmetrics.Set
 	prefix     string
-	denials    [][]denial // by authz.Style, then authz.Reason
-	remove     [][]string // HeaderRemove values by authz.Sources
+	denials    *[authz.NumStyles][authz.NumSourceSets][authz.NumReasons]denial
+	remove     [authz.NumSourceSets][]string // HeaderRemove values
 }
 
 // denial is the prebuilt answer to one denial: header values are slices so
@@ -69,11 +71,13 @@ type denial struct {
 }
 
 var (
-	contentType = []string{authz.ContentType}
-	accountID   = http.CanonicalHeaderKey(authz.HeaderAccountID)
-	keyID       = http.CanonicalHeaderKey(authz.HeaderKeyID)
-	// credentialHeaders are the canonical names of the authz.Sources' headers.
-	credentialHeaders = func() (names []string) {
+	contentType       = []string{answer.ContentType}
+	contentTypeHeader = http.CanonicalHeaderKey(answer.HeaderContentType)
+	challengeHeader   = http.CanonicalHeaderKey(answer.HeaderChallenge)
+	accountID         = http.CanonicalHeaderKey(answer.HeaderAccountID)
+	keyID             = http.CanonicalHeaderKey(answer.HeaderKeyID)
+	// keyHeaders are the canonical names of the authz.Sources' headers.
+	keyHeaders = func() (names []string) {
 		for _, s := range authz.AllSources() {
 			names = append(names, http.CanonicalHeaderKey(s.Header()))
 		}
@@ -91,28 +95,31 @@ func NewHandler(a *authz.Authorizer, prefix string, reg prometheus.Registerer) *
 		metrics:    checkmetrics.New(reg, checkmetrics.APIHTTP),
 		prefix:     strings.TrimSuffix(prefix, "/"),
 	}
-	h.denials = make([][]denial, len(authz.Styles())+1)
+	h.denials = new([authz.NumStyles][authz.NumSourceSets][authz.NumReasons]denial)
 	for _, s := range authz.Styles() {
-		h.denials[s] = make([]denial, len(authz.Reasons()))
-		for _, r := range authz.Reasons()[1:] {
-			d := authz.DenialFor(r, s)
-			n := denial{
-				status:   d.Status,
-				body:     []byte(d.Body),
-				inHeader: []string{d.Body},
-				length:   []string{strconv.Itoa(len(d.Body))},
+		for set := authz.Sources(1); set < authz.NumSourceSets; set++ {
+			for _, r := range authz.Reasons()[1:] {
+				h.denials[s][set][r] = newDenial(answer.DenialFor(r, authz.Route{Sources: set, Style: s}))
 			}
-			if d.Challenge != "" {
-				n.challenge = []string{d.Challenge}
-			}
-			h.denials[s][r] = n
 		}
 	}
-	h.remove = make([][]string, 1<<len(authz.AllSources()))
 	for set := range h.remove {
 		h.remove[set] = []string{strings.Join(authz.Sources(set).Headers(), ", ")}
 	}
 	return h
+}
+
+func newDenial(d *answer.Denial) denial {
+	n := denial{
+		status:   d.Status,
+		body:     []byte(d.Body),
+		inHeader: []string{d.Body},
+		length:   []string{strconv.Itoa(len(d.Body))},
+	}
+	if d.Challenge != "" {
+		n.challenge = []string{d.Challenge}
+	}
+	return n
 }
 
 // ServeHTTP answers one check.
@@ -138,11 +145,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	n := &h.denials[d.Route.Style][d.Reason]
-	out["Content-Type"] = contentType
+	n := &h.denials[d.Route.Style][d.Route.Sources][d.Reason]
+	out[contentTypeHeader] = contentType
 	out["Content-Length"] = n.length
 	if n.challenge != nil {
-		out["Www-Authenticate"] = n.challenge
+		out[challengeHeader] = n.challenge
 	}
 	if len(r.Header[HeaderWantError]) > 0 {
 		out[HeaderError] = n.inHeader
@@ -151,18 +158,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(n.body)
 }
 
-// requestFrom copies the credential headers and the route settings out of
-// the headers of a check. Repeated credential headers are joined with ",",
+// requestFrom copies the key headers and the route settings out of the
+// headers of a check. Repeated key headers are joined with ",",
 // as Envoy joins them, so that they fail as one malformed value.
 func requestFrom(hdr http.Header) authz.Request {
-	req := authz.Request{Route: authz.ParseRoute(hdr.Get(HeaderCredentials), hdr.Get(HeaderErrorStyle))}
+	req := authz.Request{Route: authz.ParseRoute(hdr.Get(HeaderKeyHeaders), hdr.Get(HeaderErrorStyle))}
 	for i, s := range authz.AllSources() {
-		switch vs := hdr[credentialHeaders[i]]; len(vs) {
+		switch vs := hdr[keyHeaders[i]]; len(vs) {
 		case 0:
 		case 1:
-			*req.Credential(s) = vs[0]
+			*req.KeyHeader(s) = vs[0]
 		default:
-			*req.Credential(s) = strings.Join(vs, ",")
+			*req.KeyHeader(s) = strings.Join(vs, ",")
 		}
 	}
 	return req

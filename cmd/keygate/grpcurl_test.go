@@ -8,13 +8,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keygate/keygate/answer"
 	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/httpauth/proxytest"
 )
 
 // TestGRPCurl calls the Check service with grpcurl, as the README's
 // walkthrough does: through gRPC reflection, with requests written as JSON.
 func TestGRPCurl(t *testing.T) {
-	bin := needBinary(t, "grpcurl", "go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4")
+	bin := proxytest.Need(t, "grpcurl", "go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4")
 	s := startServer(t, filepath.Join(t.TempDir(), "keygate.db"))
 	k := makeKeys(t, s)
 	grpcurl := func(args ...string) []byte {
@@ -31,35 +33,35 @@ func TestGRPCurl(t *testing.T) {
 		t.Errorf("grpcurl list = %q, want the Authorization and Health services", services)
 	}
 
-	var answer grpcurlAnswer
+	var resp grpcurlAnswer
 	check := func(request string) {
 		t.Helper()
 		out := grpcurl("-d", request, s.grpcAddr, "envoy.service.auth.v3.Authorization/Check")
-		answer = grpcurlAnswer{}
-		if err := json.Unmarshal(out, &answer); err != nil {
+		resp = grpcurlAnswer{}
+		if err := json.Unmarshal(out, &resp); err != nil {
 			t.Fatalf("grpcurl printed %s: %v", out, err)
 		}
 	}
 
 	check(`{"attributes":{"request":{"http":{"method":"POST","path":"/v1/chat/completions","headers":{"authorization":"Bearer ` + k.active + `"}}}}}`)
-	ok := answer.OkResponse
-	if answer.Status.Code != 0 || len(ok.Headers) != 2 ||
+	ok := resp.OkResponse
+	if resp.Status.Code != 0 || len(ok.Headers) != 2 ||
 		ok.Headers[0].Header.Key != "x-account-id" || ok.Headers[0].Header.Value != k.accountID ||
 		ok.Headers[1].Header.Key != "x-key-id" || ok.Headers[1].Header.Value != k.keyID ||
 		ok.Headers[0].Append == nil || *ok.Headers[0].Append || ok.Headers[0].AppendAction != "OVERWRITE_IF_EXISTS_OR_ADD" ||
 		!slices.Equal(ok.HeadersToRemove, []string{"authorization"}) ||
-		answer.DynamicMetadata["decision"] != "allow" || answer.DynamicMetadata["account_id"] != k.accountID {
-		t.Errorf("allow: %+v", answer)
+		resp.DynamicMetadata["decision"] != "allow" || resp.DynamicMetadata["account_id"] != k.accountID {
+		t.Errorf("allow: %+v", resp)
 	}
 
 	// An Anthropic-style route, as Envoy's per-route context_extensions set it.
 	check(`{"attributes":{"request":{"http":{"headers":{"x-api-key":"` + k.zero + `"}}},` +
 		`"contextExtensions":{"keygate_credentials":"x-api-key","keygate_error_style":"anthropic"}}}`)
-	denied := answer.DeniedResponse
-	if d := authz.DenialFor(authz.ReasonInsufficientBalance, authz.StyleAnthropic); answer.Status.Code != 7 ||
+	denied := resp.DeniedResponse
+	if d := answer.DenialFor(authz.ReasonInsufficientBalance, authz.Route{Style: authz.StyleAnthropic}); resp.Status.Code != 7 ||
 		denied.Status.Code != "Forbidden" || denied.Body != d.Body ||
-		answer.DynamicMetadata["reason"] != "insufficient_balance" {
-		t.Errorf("zero balance on an Anthropic route: %+v", answer)
+		resp.DynamicMetadata["reason"] != "insufficient_balance" {
+		t.Errorf("zero balance on an Anthropic route: %+v", resp)
 	}
 	s.stop()
 }

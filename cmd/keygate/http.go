@@ -27,7 +27,7 @@ func addCheckFlags(fs *flag.FlagSet, c *Config) *checkFlags {
 	var f checkFlags
 	fs.StringVar(&c.HTTPAddr, "http-addr", envOr("KEYGATE_HTTP_ADDR", ""), "`address` of the HTTP check endpoint for Envoy's HTTP ext_authz, Caddy forward_auth and nginx auth_request; off when empty (env KEYGATE_HTTP_ADDR)")
 	fs.StringVar(&c.HTTPPathPrefix, "http-path-prefix", envOr("KEYGATE_HTTP_PATH_PREFIX", ""), "only paths under this `prefix` are checks on the HTTP endpoint, others are 404 (env KEYGATE_HTTP_PATH_PREFIX)")
-	fs.StringVar(&f.credentials, "credential-headers", envOr("KEYGATE_CREDENTIAL_HEADERS", "authorization"), "comma-separated `headers` that may carry the key on routes that do not say: authorization, x-api-key, api-key (env KEYGATE_CREDENTIAL_HEADERS)")
+	fs.StringVar(&f.credentials, "credential-headers", envOr("KEYGATE_CREDENTIAL_HEADERS", ""), "comma-separated `headers` that may carry the key on routes that do not say: authorization, x-api-key, api-key; when empty, authorization, and x-api-key too on Anthropic-style routes (env KEYGATE_CREDENTIAL_HEADERS)")
 	fs.StringVar(&f.style, "error-style", envOr("KEYGATE_ERROR_STYLE", "openai"), "`style` of denial bodies on routes that do not say: openai or anthropic (env KEYGATE_ERROR_STYLE)")
 	return &f
 }
@@ -35,8 +35,10 @@ func addCheckFlags(fs *flag.FlagSet, c *Config) *checkFlags {
 // apply sets c.Defaults from the flags.
 func (f *checkFlags) apply(c *Config) error {
 	var err error
-	if c.Defaults.Sources, err = authz.ParseSources(f.credentials); err != nil {
-		return usagef("--credential-headers: %v", err)
+	if f.credentials != "" {
+		if c.Defaults.Sources, err = authz.ParseSources(f.credentials); err != nil {
+			return usagef("--credential-headers: %v", err)
+		}
 	}
 	if c.Defaults.Style, err = authz.ParseStyle(f.style); err != nil {
 		return usagef("--error-style: %v", err)
