@@ -7,14 +7,25 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 GOOGLEAPIS_MODULE          := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
 BIN := $(CURDIR)/bin
 
-.PHONY: build test generate tools clean bench bench-build bench-smoke
+.PHONY: build test lint generate tools clean bench bench-build bench-smoke
 
 build:
 	go build -o $(BIN)/keygate ./cmd/keygate
 
+# test runs the whole suite: the module's tests under the race detector, then
+# the official OpenAI and Anthropic SDKs (sdktest/, a module of its own, with
+# the Node SDKs pinned in sdktest/node) through Caddy and nginx.
 test:
 	go vet ./...
 	go test -race ./...
+	if command -v npm >/dev/null; then cd sdktest/node && npm ci --no-audit --no-fund; fi
+	cd sdktest && go vet ./... && go test ./...
+
+# lint runs the pinned golangci-lint (installed into ./bin) over the module.
+GOLANGCI_LINT_VERSION := v2.15.0
+lint:
+	test -x $(BIN)/golangci-lint || GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	$(BIN)/golangci-lint run ./...
 
 tools:
 	GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
