@@ -146,7 +146,7 @@ func assertResponse(t *testing.T, got *authv3.CheckResponse, c checkCase) {
 func overwrite(key, value string) *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{
 		Header:       &corev3.HeaderValue{Key: key, Value: value},
-		Append:       wrapperspb.Bool(false),
+		Append:       wrapperspb.Bool(false), //nolint:staticcheck // old Envoys read only this field
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 	}
 }

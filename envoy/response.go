@@ -183,7 +183,7 @@ func newHeader(key, value string) *corev3.HeaderValueOption {
 func setHeader(o *corev3.HeaderValueOption, h *corev3.HeaderValue, key, value string) *corev3.HeaderValueOption {
 	h.Key, h.Value = key, value
 	o.Header = h
-	o.Append = noAppend
+	o.Append = noAppend //nolint:staticcheck // deprecated, and still what Envoys before append_action read
 	o.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 	return o
 }

@@ -97,7 +97,8 @@ type Proxy struct {
 	URL    string // http://Addrs.Listen
 	cmd    *exec.Cmd
 	output *bytes.Buffer
-	done   chan error
+	done   chan struct{} // closed when the process has exited, with its status in exit
+	exit   error
 }
 
 // Caddy runs the README's Caddyfile on a.
@@ -148,7 +149,7 @@ func write(t testing.TB, dir, name, text string) {
 // start runs bin with args in dir and waits until the proxy answers.
 func start(t testing.TB, dir string, a Addrs, bin string, args ...string) *Proxy {
 	t.Helper()
-	p := &Proxy{URL: "http://" + a.Listen, output: new(bytes.Buffer), done: make(chan error, 1)}
+	p := &Proxy{URL: "http://" + a.Listen, output: new(bytes.Buffer), done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Dir = dir
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir}
@@ -156,11 +157,11 @@ func start(t testing.TB, dir string, a Addrs, bin string, args ...string) *Proxy
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.done <- p.cmd.Wait() }()
+	go func() { p.exit = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-p.done:
+		case <-p.done: // the exit status of a proxy told to stop says nothing
 		case <-time.After(10 * time.Second):
 			p.cmd.Process.Kill()
 			<-p.done
@@ -176,8 +177,8 @@ func start(t testing.TB, dir string, a Addrs, bin string, args ...string) *Proxy
 			return p
 		}
 		select {
-		case err := <-p.done:
-			t.Fatalf("%s exited early: %v\n%s", bin, err, p.output)
+		case <-p.done:
+			t.Fatalf("%s exited early: %v\n%s", bin, p.exit, p.output)
 		default:
 		}
 		if time.Now().After(deadline) {

@@ -6,8 +6,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keygate/keygate/store/keyindex"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/keygate/keygate/store/keyindex"
 )
 
 // usedPerTxn is how many last-used times one transaction writes, within

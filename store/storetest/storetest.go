@@ -862,7 +862,10 @@ func testConcurrency(t *testing.T, e *env) {
 			case <-stop:
 				return
 			default:
-				e.LookupKey(e.ctx, k.Hash)
+				if _, _, err := e.LookupKey(e.ctx, k.Hash); err != nil {
+					t.Error(err)
+					return
+				}
 				e.MarkUsed(k.Hash, e.clock.Now())
 			}
 		}

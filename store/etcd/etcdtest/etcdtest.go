@@ -258,7 +258,7 @@ func (r *relay) forward(c net.Conn, target string) {
 	done := make(chan struct{}, 2)
 	for _, p := range [][2]net.Conn{{c, up}, {up, c}} {
 		go func() {
-			io.Copy(p[0], p[1])
+			_, _ = io.Copy(p[0], p[1]) // ends when either side closes
 			done <- struct{}{}
 		}()
 	}
