@@ -176,7 +176,7 @@ func (s *Store) checkImport(tx *bbolt.Tx, accounts []ImportAccount, now time.Tim
 			}
 			seen[k.Hash] = struct{}{}
 			if err != nil {
-				err = fmt.Errorf("key %d: %w", j, err)
+				err = fmt.Errorf("key %d: %w", j+1, err) // numbered from 1, as people count
 			}
 		}
 		if err != nil {
