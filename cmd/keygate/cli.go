@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"os"
+	"log"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -20,61 +17,6 @@ import (
 	"github.com/keygate/keygate/admin"
 	adminv1 "github.com/keygate/keygate/proto/keygate/admin/v1"
 )
-
-// cliFlags are the flags every admin command takes.
-type cliFlags struct {
-	adminURL  string
-	tokenFile string
-	dbPath    string
-	output    string
-	timeout   time.Duration
-	// TLS of an https admin URL: the CA to trust, the client certificate.
-	caFile, certFile, keyFile string
-}
-
-func (c *cliFlags) register(fs *flagSet) {
-	fs.StringVar(&c.adminURL, "admin-url", "http://127.0.0.1:9192", "`URL` of the admin API")
-	fs.StringVar(&c.tokenFile, "admin-token-file", "", "`file` holding the admin token; <db>.admin-token when empty; KEYGATE_ADMIN_TOKEN takes precedence")
-	fs.StringVar(&c.dbPath, "db", "keygate.db", "database `file` of keygate serve, whose generated admin token to use when no token is given")
-	fs.bindEnvAll()
-	fs.StringVar(&c.caFile, "tls-ca", "", "PEM `file` of the CA that signed an https admin API's certificate; the system's CAs when empty")
-	fs.StringVar(&c.certFile, "tls-cert", "", "PEM `file` of the client certificate to present")
-	fs.StringVar(&c.keyFile, "tls-key", "", "PEM `file` of the client certificate's key")
-	fs.bindEnv("tls-ca", "KEYGATE_ADMIN_CA") // KEYGATE_TLS_* are serve's own certificate
-	fs.bindEnv("tls-cert", "KEYGATE_ADMIN_CERT")
-	fs.bindEnv("tls-key", "KEYGATE_ADMIN_KEY")
-	fs.StringVar(&c.output, "o", "text", "output `format`: text or json")
-	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the admin API")
-}
-
-// client returns an admin API client, finding the token the way serve saves it.
-func (c *cliFlags) client() (*admin.Client, error) {
-	if c.output != "text" && c.output != "json" {
-		return nil, usagef("-o must be text or json, not %q", c.output)
-	}
-	token := os.Getenv("KEYGATE_ADMIN_TOKEN")
-	if token == "" {
-		path := c.tokenFile
-		if path == "" {
-			path = c.dbPath + ".admin-token"
-		}
-		var err error
-		if token, err = readToken(path); err != nil {
-			return nil, fmt.Errorf("%w: give --db the database keygate serve uses (its token is <db>.admin-token), or --admin-token-file, or set KEYGATE_ADMIN_TOKEN", err)
-		}
-	}
-	hc := &http.Client{Timeout: c.timeout}
-	if c.caFile != "" || c.certFile != "" || c.keyFile != "" {
-		tc, err := clientTLS(c.caFile, c.certFile, c.keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("admin API TLS: %w", err)
-		}
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = tc
-		hc.Transport = tr
-	}
-	return admin.NewClient(c.adminURL, token, hc), nil
-}
 
 // command is one admin subcommand: its synopsis, its own flags, and what it
 // does with the positional arguments.
@@ -139,6 +81,9 @@ func runGroup(ctx context.Context, group string, cmds map[string]*command, order
 	if err != nil {
 		return err
 	}
+	// net/http logs through the standard logger when a server that is not
+	// the admin API speaks out of turn; explainClientError says it better.
+	log.SetOutput(io.Discard)
 	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
 	res, err := cmd.run(ctx, client, pos)
@@ -357,27 +302,4 @@ func parseExpiry(s string, now time.Time) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q is neither a time in RFC 3339 (2027-01-31T00:00:00Z) nor a positive duration (30d, 12h)", s)
 	}
 	return now.Add(d), nil
-}
-
-// explainClientError says what an admin API call's error means for the
-// user: the API's own answer without the client's prefix, or what to do
-// when the admin API cannot be reached or is not the admin API.
-func explainClientError(err error, adminURL string) error {
-	var api *admin.APIError
-	switch {
-	case errors.As(err, new(usageError)):
-		return err
-	case errors.As(err, &api):
-		if api.Code == "" {
-			return fmt.Errorf("HTTP %d: %s", api.HTTPStatus, api.Message)
-		}
-		return fmt.Errorf("%s (HTTP %d): %s", api.Code, api.HTTPStatus, api.Message)
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("no admin API at %s (connection refused): start one with \"keygate serve\", or point --admin-url (or KEYGATE_ADMIN_URL) at the running one", adminURL)
-	case strings.Contains(err.Error(), "malformed HTTP response"):
-		// net/http's only sign that an HTTP/2-only server, such as
-		// keygate's Check service, answered an HTTP/1.1 request.
-		return fmt.Errorf("%s does not speak the admin API's HTTP: is it keygate's gRPC Check address? Point --admin-url at serve's --admin-addr (127.0.0.1:9192 by default)", adminURL)
-	}
-	return errors.New(strings.TrimPrefix(err.Error(), "keygate admin: "))
 }

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
 )
 
 // envPrefix starts every environment variable keygate reads.
@@ -108,60 +105,45 @@ func (fs *flagSet) parseArgs(args []string) ([]string, error) {
 }
 
 // loadFile sets the flags that the YAML file at path names and that are
-// not in set. A key that names no flag is an error.
+// not in set. Each value is given to its flag as written, so that a flag's
+// own parser, not YAML's, reads it: "yes" is not a boolean. A key that
+// names no flag, or comes twice, is an error.
 func (fs *flagSet) loadFile(path string, set map[string]bool) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
 	}
-	j, err := yaml.YAMLToJSONStrict(b)
-	if err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return usagef("config file %s: %v", path, err)
 	}
-	var values map[string]json.RawMessage
-	if err := json.Unmarshal(j, &values); err != nil {
-		return fmt.Errorf("config file %s: want a mapping of flag names to values: %w", path, err)
+	if len(doc.Content) == 0 {
+		return nil // an empty file
 	}
-	names := make([]string, 0, len(values))
-	for name := range values {
-		names = append(names, name)
+	m := doc.Content[0]
+	if m.Kind != yaml.MappingNode {
+		return usagef("config file %s: want a mapping of flag names to values", path)
 	}
-	slices.Sort(names)
-	for _, name := range names {
-		if fs.Lookup(name) == nil || name == "config" {
-			return usagef("config file %s: unknown setting %q", path, name)
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		switch {
+		case fs.Lookup(k.Value) == nil || k.Value == "config":
+			return usagef("config file %s, line %d: unknown setting %q", path, k.Line, k.Value)
+		case seen[k.Value]:
+			return usagef("config file %s, line %d: %s is given twice", path, k.Line, k.Value)
+		case v.Kind != yaml.ScalarNode:
+			return usagef("config file %s, line %d: %s: want a string, number or boolean", path, v.Line, k.Value)
 		}
-		v, err := scalar(values[name])
-		if err != nil {
-			return usagef("config file %s: %s: %v", path, name, err)
-		}
-		if set[name] {
+		seen[k.Value] = true
+		if set[k.Value] {
 			continue
 		}
-		if err := fs.Set(name, v); err != nil {
-			return usagef("config file %s: %s: %q: %v", path, name, v, valueError(err))
+		if err := fs.Set(k.Value, v.Value); err != nil {
+			return usagef("config file %s, line %d: %s: %q: %v", path, v.Line, k.Value, v.Value, valueError(err))
 		}
 	}
 	return nil
-}
-
-// scalar is the text of a JSON string, number or boolean.
-func scalar(raw json.RawMessage) (string, error) {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
-	}
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return "", err
-	}
-	switch v := v.(type) {
-	case json.Number, bool:
-		return fmt.Sprint(v), nil
-	}
-	return "", fmt.Errorf("want a string, number or boolean, not %s", raw)
 }
 
 // valueError is the message of a flag.Value's Set error; a boolean's says
