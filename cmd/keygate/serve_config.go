@@ -63,7 +63,7 @@ func serveFlags(c *Config, help io.Writer) (*flagSet, func() error) {
 	fs.StringVar(&c.DBPath, "db", "keygate.db", "bbolt database `file`, created if missing")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":9191", "`address` of the Check service, gRPC health and reflection")
 	fs.StringVar(&c.AdminAddr, "admin-addr", "127.0.0.1:9192", "`address` of the admin API (JSON and gRPC), /healthz, /readyz and /metrics")
-	fs.StringVar(&c.TokenFile, "admin-token-file", "", "`file` of admin tokens, one a line, generated (mode 0600) if missing; <db>.admin-token when empty; KEYGATE_ADMIN_TOKEN takes precedence")
+	fs.StringVar(&c.TokenFile, "admin-token-file", "", "`file` of admin tokens, one a line, generated (mode 0600) if missing; when empty, the --db file name + .admin-token; KEYGATE_ADMIN_TOKEN takes precedence")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 10*time.Second, "how often keys' last-used times are written to the store")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on SIGTERM")
 	checks := addCheckFlags(fs, c)
