@@ -170,7 +170,10 @@ func (fs *flagSet) printUsage(w io.Writer) {
 		if len(f.Name) == 1 {
 			dash = "-"
 		}
-		fmt.Fprintf(w, "  %s%s %s\n    \t%s%s\n", dash, f.Name, typ, help, fs.notes(f))
+		if typ != "" {
+			typ = " " + typ
+		}
+		fmt.Fprintf(w, "  %s%s%s\n    \t%s%s\n", dash, f.Name, typ, help, fs.notes(f))
 	})
 }
 
