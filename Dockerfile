@@ -1,10 +1,13 @@
 # keygate: build a static binary, run it on distroless as nonroot.
-FROM golang:1.26 AS build
+# Fully qualified image names: podman and buildah have no default registry.
+FROM docker.io/library/golang:1.26 AS build
+# keygate version prints these: docker build --build-arg VERSION=$(git describe --tags --always) --build-arg COMMIT=$(git rev-parse HEAD) .
+ARG VERSION="" COMMIT=""
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/keygate ./cmd/keygate \
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" -o /out/keygate ./cmd/keygate \
  && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -9,8 +9,13 @@ BIN := $(CURDIR)/bin
 
 .PHONY: build test lint generate tools clean bench bench-build bench-smoke
 
+# build stamps the version (git describe) and commit into the binary, which
+# keygate version prints; GOFLAGS=-buildvcs=false would otherwise leave the
+# commit unknown.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 build:
-	go build -o $(BIN)/keygate ./cmd/keygate
+	go build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN)/keygate ./cmd/keygate
 
 # test runs the whole suite: the module's tests under the race detector, then
 # the official OpenAI and Anthropic SDKs (sdktest/, a module of its own, with

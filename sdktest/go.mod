@@ -2,6 +2,8 @@ module github.com/keygate/keygate/sdktest
 
 go 1.26.8
 
+toolchain go1.26.10
+
 replace github.com/keygate/keygate => ../
 
 require (

@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
+	"log"
+	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -16,63 +18,13 @@ import (
 	adminv1 "github.com/keygate/keygate/proto/keygate/admin/v1"
 )
 
-// cliFlags are the flags every admin command takes.
-type cliFlags struct {
-	adminURL  string
-	tokenFile string
-	dbPath    string
-	output    string
-	timeout   time.Duration
-	// TLS of an https admin URL: the CA to trust, the client certificate.
-	caFile, certFile, keyFile string
-}
-
-func (c *cliFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.adminURL, "admin-url", envOr("KEYGATE_ADMIN_URL", "http://127.0.0.1:9192"), "`URL` of the admin API (env KEYGATE_ADMIN_URL)")
-	fs.StringVar(&c.tokenFile, "admin-token-file", envOr("KEYGATE_ADMIN_TOKEN_FILE", ""), "`file` holding the admin token (default <db>.admin-token; KEYGATE_ADMIN_TOKEN takes precedence)")
-	fs.StringVar(&c.dbPath, "db", envOr("KEYGATE_DB", "keygate.db"), "database `file` whose admin token to use when no token is given (env KEYGATE_DB)")
-	fs.StringVar(&c.output, "o", "text", "output `format`: text or json")
-	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the admin API")
-	fs.StringVar(&c.caFile, "tls-ca", envOr("KEYGATE_ADMIN_CA", ""), "PEM `file` of the CA that signed an https admin API's certificate (default: the system's CAs; env KEYGATE_ADMIN_CA)")
-	fs.StringVar(&c.certFile, "tls-cert", envOr("KEYGATE_ADMIN_CERT", ""), "PEM `file` of the client certificate to present (env KEYGATE_ADMIN_CERT)")
-	fs.StringVar(&c.keyFile, "tls-key", envOr("KEYGATE_ADMIN_KEY", ""), "PEM `file` of the client certificate's key (env KEYGATE_ADMIN_KEY)")
-}
-
-// client returns an admin API client, finding the token the way serve saves it.
-func (c *cliFlags) client() (*admin.Client, error) {
-	if c.output != "text" && c.output != "json" {
-		return nil, usagef("-o must be text or json, not %q", c.output)
-	}
-	token := envOr("KEYGATE_ADMIN_TOKEN", "")
-	if token == "" {
-		path := c.tokenFile
-		if path == "" {
-			path = c.dbPath + ".admin-token"
-		}
-		var err error
-		if token, err = readToken(path); err != nil {
-			return nil, fmt.Errorf("%w (set KEYGATE_ADMIN_TOKEN, or run where keygate serve keeps its database)", err)
-		}
-	}
-	hc := &http.Client{Timeout: c.timeout}
-	if c.caFile != "" || c.certFile != "" || c.keyFile != "" {
-		tc, err := clientTLS(c.caFile, c.certFile, c.keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("admin API TLS: %w", err)
-		}
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = tc
-		hc.Transport = tr
-	}
-	return admin.NewClient(c.adminURL, token, hc), nil
-}
-
 // command is one admin subcommand: its synopsis, its own flags, and what it
 // does with the positional arguments.
 type command struct {
 	synopsis string
 	args     []string
-	flags    func(fs *flag.FlagSet)
+	flags    func(fs *flagSet)
+	required []string // flags that must be given
 	run      func(ctx context.Context, c *admin.Client, args []string) (proto.Message, error)
 	// print shows the result as text; nil prints it as JSON.
 	print func(w io.Writer, m proto.Message)
@@ -91,7 +43,7 @@ func runGroup(ctx context.Context, group string, cmds map[string]*command, order
 		groupUsage(stderr)
 		return usagef("%s: missing command", group)
 	}
-	if h := args[0]; h == "-h" || h == "-help" || h == "--help" || h == "help" {
+	if isHelp(args[0]) {
 		groupUsage(stdout)
 		return nil
 	}
@@ -100,32 +52,43 @@ func runGroup(ctx context.Context, group string, cmds map[string]*command, order
 		groupUsage(stderr)
 		return usagef("%s: unknown command %q", group, args[0])
 	}
-	synopsis := fmt.Sprintf("keygate %s %s", group, args[0])
+	name := group + " " + args[0]
+	synopsis := "keygate " + name
 	for _, a := range cmd.args {
 		synopsis += " <" + a + ">"
 	}
-	fs := newFlagSet(group+" "+args[0], synopsis+" [flags]\n\n"+cmd.synopsis+".", stderr)
+	fs := newFlagSet(name, synopsis+" [flags]\n\n"+cmd.synopsis+".", stdout)
 	var cf cliFlags
 	cf.register(fs)
 	if cmd.flags != nil {
 		cmd.flags(fs)
 	}
-	pos, err := parseInterspersed(fs, args[1:])
+	pos, err := fs.parse(args[1:])
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(pos, cmd.args...); err != nil {
+	if err := wantArgs(name, pos, cmd.args...); err != nil {
 		return err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, r := range cmd.required {
+		if !given[r] {
+			return usagef("%s: --%s is required", name, r)
+		}
 	}
 	client, err := cf.client()
 	if err != nil {
 		return err
 	}
+	// net/http logs through the standard logger when a server that is not
+	// the admin API speaks out of turn; explainClientError says it better.
+	log.SetOutput(io.Discard)
 	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
 	res, err := cmd.run(ctx, client, pos)
 	if err != nil {
-		return err
+		return explainClientError(err, cf.adminURL)
 	}
 	if cf.output == "json" || cmd.print == nil {
 		return printJSON(stdout, res)
@@ -142,8 +105,8 @@ func byID(call func(context.Context, *admin.Client, string) (proto.Message, erro
 }
 
 // pagingFlags registers the flags of a listing.
-func pagingFlags(size *int, token *string) func(fs *flag.FlagSet) {
-	return func(fs *flag.FlagSet) {
+func pagingFlags(size *int, token *string) func(fs *flagSet) {
+	return func(fs *flagSet) {
 		fs.IntVar(size, "page-size", 0, "how many to list (default 50, at most 1000)")
 		fs.StringVar(token, "page-token", "", "continue a listing from the `token` a previous page printed")
 	}
@@ -158,8 +121,8 @@ func runAccount(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		pageToken             string
 	)
 	paging := pagingFlags(&pageSize, &pageToken)
-	change := func(debit bool) func(fs *flag.FlagSet) {
-		return func(fs *flag.FlagSet) {
+	change := func(debit bool) func(fs *flagSet) {
+		return func(fs *flagSet) {
 			fs.Int64Var(&amount, "amount", 0, "the amount, a positive integer (required)")
 			fs.StringVar(&idempotencyKey, "idempotency-key", "", "a `key` that makes a retried request apply once")
 			if debit {
@@ -169,8 +132,8 @@ func runAccount(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	cmds := map[string]*command{
 		"create": {
-			synopsis: "Create an account",
-			flags: func(fs *flag.FlagSet) {
+			synopsis: "Create an account", required: []string{"name"},
+			flags: func(fs *flagSet) {
 				fs.StringVar(&name, "name", "", "the account's display name (required)")
 				fs.Int64Var(&balance, "balance", 0, "the opening balance")
 			},
@@ -194,14 +157,14 @@ func runAccount(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			print: printAccounts,
 		},
 		"credit": {
-			synopsis: "Top up an account's balance", args: []string{"account"}, flags: change(false),
+			synopsis: "Top up an account's balance", args: []string{"account"}, flags: change(false), required: []string{"amount"},
 			run: byID(func(ctx context.Context, c *admin.Client, id string) (proto.Message, error) {
 				return c.CreditAccount(ctx, &adminv1.CreditAccountRequest{Account: id, Amount: amount, IdempotencyKey: idempotencyKey})
 			}),
 			print: printLedgerEntry,
 		},
 		"debit": {
-			synopsis: "Record usage against an account's balance", args: []string{"account"}, flags: change(true),
+			synopsis: "Record usage against an account's balance", args: []string{"account"}, flags: change(true), required: []string{"amount"},
 			run: byID(func(ctx context.Context, c *admin.Client, id string) (proto.Message, error) {
 				return c.DebitAccount(ctx, &adminv1.DebitAccountRequest{Account: id, Amount: amount, IdempotencyKey: idempotencyKey, Key: keyID})
 			}),
@@ -244,11 +207,11 @@ func runKey(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	)
 	cmds := map[string]*command{
 		"create": {
-			synopsis: "Create a key for an account and print its secret once", args: []string{"account"},
-			flags: func(fs *flag.FlagSet) {
+			synopsis: "Create a key for an account and print its secret once", args: []string{"account"}, required: []string{"name"},
+			flags: func(fs *flagSet) {
 				fs.StringVar(&name, "name", "", "the key's name, e.g. the application using it (required)")
-				fs.StringVar(&expires, "expires", "", "expiry `time` in RFC 3339, e.g. 2027-01-31T00:00:00Z")
-				fs.DurationVar(&ttl, "ttl", 0, "expire after this `duration` instead, e.g. 720h")
+				fs.StringVar(&expires, "expires", "", "when the key expires: a `time` in RFC 3339 (2027-01-31T00:00:00Z) or a duration from now (30d, 12h, 90m)")
+				fs.DurationVar(&ttl, "ttl", 0, "expire after this `duration`, e.g. 720h (--expires 30d says the same)")
 			},
 			run: byID(func(ctx context.Context, c *admin.Client, account string) (proto.Message, error) {
 				req := &adminv1.CreateKeyRequest{Account: account, Name: name}
@@ -256,7 +219,7 @@ func runKey(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 				case expires != "" && ttl != 0:
 					return nil, usagef("give --expires or --ttl, not both")
 				case expires != "":
-					t, err := time.Parse(time.RFC3339, expires)
+					t, err := parseExpiry(expires, time.Now())
 					if err != nil {
 						return nil, usagef("--expires: %v", err)
 					}
@@ -297,7 +260,7 @@ func runKey(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		},
 		"rotate": {
 			synopsis: "Issue a new key in place of an active one and print its secret once", args: []string{"key"},
-			flags: func(fs *flag.FlagSet) {
+			flags: func(fs *flagSet) {
 				fs.DurationVar(&grace, "grace", 0, "how long the old key keeps working, e.g. 24h (default: it stops at once)")
 			},
 			run: byID(func(ctx context.Context, c *admin.Client, id string) (proto.Message, error) {
@@ -321,4 +284,22 @@ func runKey(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	order := []string{"create", "get", "list", "revoke", "rotate"}
 	return runGroup(ctx, "key", cmds, order, args, stdout, stderr)
+}
+
+// parseExpiry reads --expires: a time in RFC 3339, or a positive duration
+// from now in Go's syntax or in days ("30d").
+func parseExpiry(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if days, ok := strings.CutSuffix(s, "d"); ok && err != nil {
+		var n int
+		n, err = strconv.Atoi(days)
+		d = time.Duration(n) * 24 * time.Hour
+	}
+	if err != nil || d <= 0 {
+		return time.Time{}, fmt.Errorf("%q is neither a time in RFC 3339 (2027-01-31T00:00:00Z) nor a positive duration (30d, 12h)", s)
+	}
+	return now.Add(d), nil
 }

@@ -381,36 +381,13 @@ func fieldIn(t *testing.T, text, label string) string {
 	return ""
 }
 
-func TestCLIErrors(t *testing.T) {
+// TestServeHealthAndMetrics checks gRPC health and the metrics a fresh
+// server exports.
+func TestServeHealthAndMetrics(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
 	s := startServer(t, filepath.Join(t.TempDir(), "keygate.db"))
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"account", "get", "acct_00000000000000000000000000"}, "not found"},
-		{[]string{"account", "get", "nope"}, "not an account id"},
-		{[]string{"account", "create", "--balance", "-5", "--name", "x"}, "balance"},
-		{[]string{"account", "get"}, "want 1 argument"},
-		{[]string{"account", "frobnicate"}, "unknown command"},
-		{[]string{"key", "create", "acct_00000000000000000000000000", "--name", "x", "--expires", "yesterday"}, "--expires"},
-	} {
-		_, stderr, err := s.tryCLI(tc.args...)
-		if err == nil || !strings.Contains(strings.ToLower(stderr), tc.want) {
-			t.Errorf("keygate %s: err %v, stderr %q; want a failure mentioning %q", strings.Join(tc.args, " "), err, stderr, tc.want)
-		}
-	}
-
-	// A wrong admin token is refused.
-	bin, _ := keygateBinary()
-	cmd := exec.Command(bin, "account", "list")
-	cmd.Env = append(cleanEnv(), "KEYGATE_ADMIN_URL=http://"+s.admin, "KEYGATE_ADMIN_TOKEN=wrong")
-	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(strings.ToLower(string(out)), "token") {
-		t.Errorf("wrong token: err %v, output %q", err, out)
-	}
-
 	// The gRPC side serves health.
 	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -2,10 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -35,17 +34,17 @@ type etcdFlags struct {
 }
 
 // addEtcdFlags defines the flags that fill e on fs.
-func addEtcdFlags(fs *flag.FlagSet, e *EtcdConfig) *etcdFlags {
-	fs.StringVar(&e.Prefix, "etcd-prefix", envOr("KEYGATE_ETCD_PREFIX", "/keygate/"), "etcd key `prefix` of this keygate's data (env KEYGATE_ETCD_PREFIX)")
-	fs.StringVar(&e.CACert, "etcd-cacert", envOr("KEYGATE_ETCD_CACERT", ""), "PEM `file` of the CA that signed the etcd servers' certificates (env KEYGATE_ETCD_CACERT)")
-	fs.StringVar(&e.Cert, "etcd-cert", envOr("KEYGATE_ETCD_CERT", ""), "PEM `file` of the client certificate for etcd (env KEYGATE_ETCD_CERT)")
-	fs.StringVar(&e.Key, "etcd-key", envOr("KEYGATE_ETCD_KEY", ""), "PEM `file` of the client certificate's key (env KEYGATE_ETCD_KEY)")
-	fs.StringVar(&e.Username, "etcd-username", envOr("KEYGATE_ETCD_USERNAME", ""), "etcd user `name`, for etcd authentication (env KEYGATE_ETCD_USERNAME)")
-	fs.StringVar(&e.PasswordFile, "etcd-password-file", envOr("KEYGATE_ETCD_PASSWORD_FILE", ""), "`file` holding the etcd user's password (env KEYGATE_ETCD_PASSWORD_FILE; KEYGATE_ETCD_PASSWORD takes precedence)")
+func addEtcdFlags(fs *flagSet, e *EtcdConfig) *etcdFlags {
+	fs.StringVar(&e.Prefix, "etcd-prefix", "/keygate/", "etcd key `prefix` of this keygate's data; deployments can share a cluster")
+	fs.StringVar(&e.CACert, "etcd-cacert", "", "PEM `file` of the CA that signed the etcd servers' certificates")
+	fs.StringVar(&e.Cert, "etcd-cert", "", "PEM `file` of the client certificate for etcd")
+	fs.StringVar(&e.Key, "etcd-key", "", "PEM `file` of the client certificate's key")
+	fs.StringVar(&e.Username, "etcd-username", "", "etcd user `name`, for etcd authentication")
+	fs.StringVar(&e.PasswordFile, "etcd-password-file", "", "`file` holding the etcd user's password; KEYGATE_ETCD_PASSWORD takes precedence")
 	fs.DurationVar(&e.DialTimeout, "etcd-dial-timeout", 5*time.Second, "how long to wait for a first connection to etcd")
 	fs.DurationVar(&e.RequestTimeout, "etcd-request-timeout", 5*time.Second, "how long one write may wait for etcd before failing (HTTP 503)")
 	f := &etcdFlags{cfg: e}
-	fs.StringVar(&f.endpoints, "etcd-endpoints", envOr("KEYGATE_ETCD_ENDPOINTS", ""), "comma-separated etcd client `URLs` (env KEYGATE_ETCD_ENDPOINTS)")
+	fs.StringVar(&f.endpoints, "etcd-endpoints", "", "comma-separated etcd client `URLs`")
 	return f
 }
 
@@ -60,7 +59,7 @@ func (f *etcdFlags) apply() error {
 	if len(f.cfg.Endpoints) == 0 {
 		return usagef("--etcd-endpoints is needed")
 	}
-	f.cfg.Password = envOr("KEYGATE_ETCD_PASSWORD", "")
+	f.cfg.Password = os.Getenv("KEYGATE_ETCD_PASSWORD")
 	return nil
 }
 
@@ -68,8 +67,8 @@ func (f *etcdFlags) apply() error {
 type storeFlags struct{ etcd *etcdFlags }
 
 // addStoreFlags defines --store, --max-staleness and the etcd flags on fs.
-func addStoreFlags(fs *flag.FlagSet, c *Config) *storeFlags {
-	fs.StringVar(&c.Store, "store", envOr("KEYGATE_STORE", storeBolt), "`kind` of store: bolt (one file, one process) or etcd (many replicas) (env KEYGATE_STORE)")
+func addStoreFlags(fs *flagSet, c *Config) *storeFlags {
+	fs.StringVar(&c.Store, "store", storeBolt, "`kind` of store: bolt (one file, one process) or etcd (many replicas)")
 	fs.DurationVar(&c.Etcd.MaxStaleness, "max-staleness", 30*time.Second, "with --store etcd: how long a replica may go without confirming it has every change before checks answer UNAVAILABLE and /readyz fails")
 	return &storeFlags{addEtcdFlags(fs, &c.Etcd)}
 }
@@ -137,16 +136,4 @@ func openEtcd(ctx context.Context, c Config, log *slog.Logger) (*etcd.Store, err
 		return nil, fmt.Errorf("etcd %s: %w", strings.Join(c.Etcd.Endpoints, ","), err)
 	}
 	return s, nil
-}
-
-// errTokenRequired says why an etcd-backed keygate will not make its own
-// admin token: every replica must share one.
-var errTokenRequired = errors.New("with --store etcd the admin token must be given, in KEYGATE_ADMIN_TOKEN or a file named by --admin-token-file, and be the same on every replica")
-
-// givenToken reads the admin token file that --store etcd requires.
-func givenToken(path string) (string, error) {
-	if path == "" {
-		return "", errTokenRequired
-	}
-	return readToken(path)
 }

@@ -48,16 +48,17 @@ written. An import killed midway leaves the accounts written so far.`
 const maxReported = 20
 
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("import", importSynopsis, stderr)
-	db := fs.String("db", envOr("KEYGATE_DB", "keygate.db"), "bbolt database `file`, created if missing (env KEYGATE_DB)")
-	store := fs.String("store", envOr("KEYGATE_STORE", storeBolt), "`kind` of store to import into: bolt (--db) or etcd (--etcd-endpoints) (env KEYGATE_STORE)")
+	fs := newFlagSet("import", importSynopsis, stdout)
+	db := fs.String("db", "keygate.db", "bbolt database `file`, created if missing")
+	store := fs.String("store", storeBolt, "`kind` of store to import into: bolt (--db) or etcd (--etcd-endpoints)")
 	var e EtcdConfig
 	ef := addEtcdFlags(fs, &e)
-	pos, err := parseInterspersed(fs, args)
+	fs.bindEnvAll()
+	pos, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(pos, "FILE"); err != nil {
+	if err := wantArgs("import", pos, "FILE"); err != nil {
 		return err
 	}
 	switch *store {
@@ -107,8 +108,8 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		keys += len(a.Keys)
 	}
 	took := time.Since(start)
-	fmt.Fprintf(stdout, "imported %d accounts and %d keys in %s (%.0f keys/s)\n",
-		len(accounts), keys, took.Round(time.Millisecond), float64(keys)/took.Seconds())
+	fmt.Fprintf(stdout, "imported %s and %s in %s (%.0f keys/s)\n",
+		plural(len(accounts), "account", "accounts"), plural(keys, "key", "keys"), took.Round(time.Millisecond), float64(keys)/took.Seconds())
 	return nil
 }
 
@@ -220,10 +221,10 @@ func parseImportLine(line []byte) (record.ImportAccount, error) {
 		ik.Name, ik.ExpireTime, ik.Hint = k.Name, k.ExpireTime, k.Hint
 		switch {
 		case (k.Secret == "") == (k.SHA256 == ""):
-			return a, fmt.Errorf("key %d: give either secret or sha256", i)
+			return a, fmt.Errorf("key %d: give either secret or sha256", i+1)
 		case k.Secret != "":
 			if !authz.WellFormedToken(k.Secret) {
-				return a, fmt.Errorf("key %d: the secret is neither a keygate key with a correct checksum nor %d to %d token characters", i, authz.MinImportedSecretLen, authz.MaxImportedSecretLen)
+				return a, fmt.Errorf("key %d: the secret is neither a keygate key with a correct checksum nor %d to %d token characters", i+1, authz.MinImportedSecretLen, authz.MaxImportedSecretLen)
 			}
 			ik.Hash = authz.HashSecret(k.Secret)
 			if ik.Hint == "" {
@@ -232,7 +233,7 @@ func parseImportLine(line []byte) (record.ImportAccount, error) {
 		default:
 			h, err := hex.DecodeString(k.SHA256)
 			if err != nil || len(h) != len(ik.Hash) {
-				return a, fmt.Errorf("key %d: sha256 must be 64 hex digits", i)
+				return a, fmt.Errorf("key %d: sha256 must be 64 hex digits", i+1)
 			}
 			copy(ik.Hash[:], h)
 			if ik.Hint == "" {
@@ -250,6 +251,14 @@ func secretHint(s string) string {
 		return authz.SecretHint(s)
 	}
 	return s[:3] + "..." + s[len(s)-4:]
+}
+
+// plural is n and the noun in the number n takes.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // badLines is the error of an import with invalid lines.

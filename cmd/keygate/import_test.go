@@ -105,7 +105,7 @@ func TestImportRefusesBadLines(t *testing.T) {
 	if code != 1 || stdout != "" {
 		t.Fatalf("exit %d, stdout %q; want 1 and nothing", code, stdout)
 	}
-	for _, line := range []string{"line 2:", "line 3: key 0: the secret", "line 4: key 0: give either", "line 5: key 0: sha256", "line 6:"} {
+	for _, line := range []string{"line 2:", "line 3: key 1: the secret", "line 4: key 1: give either", "line 5: key 1: sha256", "line 6:"} {
 		if !strings.Contains(stderr, line) {
 			t.Errorf("stderr lacks %q:\n%s", line, stderr)
 		}
@@ -162,7 +162,7 @@ func TestImportEtcd(t *testing.T) {
 	}
 
 	first, firstSecrets := keysLine("Acme", 2)
-	if code, out := importEtcd(writeFile(t, first)); code != 0 || !strings.Contains(out, "imported 1 accounts and 2 keys") {
+	if code, out := importEtcd(writeFile(t, first)); code != 0 || !strings.Contains(out, "imported 1 account and 2 keys") {
 		t.Fatalf("import into an empty prefix: exit %d: %s", code, out)
 	}
 	cli := c.Client(t)

@@ -1,8 +1,10 @@
 // Command keygate is an API-key gate for Envoy's ext_authz filter.
 //
-// "keygate serve" runs the Check service and the admin API on an embedded
-// bbolt store; the other subcommands are the admin CLI. Run "keygate help"
-// for the list.
+// It holds three programs: "keygate serve" (serve*.go) runs the Check
+// service and the admin API on a bbolt file or an etcd cluster; "keygate
+// account" and "keygate key" (cli*.go) are the admin CLI, a client of that
+// API; "keygate import" and "keygate migrate" (import.go, migrate.go) work
+// on a store offline. Run "keygate help" for the list.
 package main
 
 import (
@@ -24,6 +26,7 @@ Usage:
   keygate key <command> [flags]      manage API keys
   keygate import [flags] FILE        load accounts and keys from JSON Lines
   keygate migrate [flags]            copy a bbolt database into etcd, or back
+  keygate version                    show the version, commit and Go version
   keygate help [command]             show help
 
 Run "keygate <command> --help" for the flags of a command.
@@ -35,6 +38,20 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// commands are keygate's subcommands, by name.
+var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+	"serve": func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		return withCPUProfile(func() error { return runServe(ctx, args, stdout, stderr) })
+	},
+	"account":  runAccount,
+	"accounts": runAccount,
+	"key":      runKey,
+	"keys":     runKey,
+	"import":   runImport,
+	"migrate":  runMigrate,
+	"version":  runVersion,
+}
+
 // run executes one keygate command line and returns the process exit code:
 // 0 on success, 2 for a usage error, 1 for any other failure.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -42,32 +59,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	var err error
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "serve":
-		err = withCPUProfile(func() error { return runServe(ctx, rest, stderr) })
-	case "account", "accounts":
-		err = runAccount(ctx, rest, stdout, stderr)
-	case "key", "keys":
-		err = runKey(ctx, rest, stdout, stderr)
-	case "import":
-		err = runImport(ctx, rest, stdout, stderr)
-	case "migrate":
-		err = runMigrate(ctx, rest, stdout, stderr)
-	case "help", "-h", "-help", "--help":
-		if len(rest) > 0 {
-			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
-		}
+	cmd, rest := args[0], args[1:]
+	switch {
+	case cmd == "--version" || cmd == "-version":
+		cmd = "version"
+	case isHelp(cmd) && len(rest) > 0 && commands[rest[0]] != nil:
+		// "keygate help serve": the command's own help.
+		cmd, rest = rest[0], []string{"--help"}
+	case isHelp(cmd) && len(rest) > 0 && !isHelp(rest[0]):
+		fmt.Fprintf(stderr, "keygate: no help for %q: no such command\n\n%s", rest[0], usage)
+		return 2
+	case isHelp(cmd):
 		fmt.Fprint(stdout, usage)
 		return 0
-	default:
+	}
+	run := commands[cmd]
+	if run == nil {
 		fmt.Fprintf(stderr, "keygate: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
+	err := run(ctx, rest, stdout, stderr)
 	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, new(usageError)):
 		fmt.Fprintf(stderr, "keygate: %v\n", err)
@@ -76,6 +89,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keygate: %v\n", err)
 		return 1
 	}
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	return arg == "help" || arg == "-h" || arg == "-help" || arg == "--help"
 }
 
 // usageError is a mistake in the command line.

@@ -31,16 +31,17 @@ of record.Verify), and a new bbolt file must open, which checks every
 account and key.`
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("migrate", migrateSynopsis, stderr)
+	fs := newFlagSet("migrate", migrateSynopsis, stdout)
 	var e EtcdConfig
-	to := fs.String("to", storeEtcd, "`store` to copy into: etcd (from --db) or bolt (into --db)")
-	db := fs.String("db", envOr("KEYGATE_DB", "keygate.db"), "bbolt database `file` (env KEYGATE_DB)")
+	db := fs.String("db", "keygate.db", "bbolt database `file`")
 	ef := addEtcdFlags(fs, &e)
-	pos, err := parseInterspersed(fs, args)
+	fs.bindEnvAll()
+	to := fs.String("to", storeEtcd, "`store` to copy into: etcd (from --db) or bolt (into --db)")
+	pos, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(pos); err != nil {
+	if err := wantArgs("migrate", pos); err != nil {
 		return err
 	}
 	if *to != storeEtcd && *to != storeBolt {
@@ -91,6 +92,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		fmt.Fprintf(stdout, "copied etcd prefix %s at revision %d to %s: ", e.Prefix, d.Revision, *db)
 	}
-	fmt.Fprintf(stdout, "%d accounts, %d keys, %d ledger entries\n", len(d.Accounts), len(d.Keys), len(d.Ledger))
+	fmt.Fprintf(stdout, "%s, %s, %s\n", plural(len(d.Accounts), "account", "accounts"), plural(len(d.Keys), "key", "keys"),
+		plural(len(d.Ledger), "ledger entry", "ledger entries"))
 	return nil
 }

@@ -27,51 +27,26 @@ import (
 	adminv1 "github.com/keygate/keygate/proto/keygate/admin/v1"
 )
 
-// Config is everything "keygate serve" can be told.
-type Config struct {
-	DBPath          string
-	GRPCAddr        string
-	AdminAddr       string
-	AdminToken      string // from KEYGATE_ADMIN_TOKEN; empty means use TokenFile
-	TokenFile       string // empty means DBPath + ".admin-token"
-	FlushInterval   time.Duration
-	ShutdownTimeout time.Duration
-	HTTPAddr        string      // the HTTP check endpoint; empty: none
-	HTTPPathPrefix  string      // paths of the HTTP check endpoint
-	Defaults        authz.Route // what a route leaves unset; zero fields: authz.DefaultRoute
-	Store           string      // storeBolt (or empty) or storeEtcd
-	Etcd            EtcdConfig  // with storeEtcd
-	// TLS of every listener; none when empty.
-	TLS TLSFiles
-	// AllowInsecureAdmin lets the admin API listen beyond loopback without
-	// TLS or with the token keygate generated.
-	AllowInsecureAdmin bool
-}
-
-func runServe(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlagSet("serve", "keygate serve [flags]\n\nRuns Envoy's ext_authz Check service (gRPC) and the admin API (HTTP and gRPC)\non an embedded bbolt database. Stops cleanly on SIGTERM or SIGINT.", stderr)
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c Config
-	fs.StringVar(&c.DBPath, "db", envOr("KEYGATE_DB", "keygate.db"), "bbolt database `file`, created if missing (env KEYGATE_DB)")
-	fs.StringVar(&c.GRPCAddr, "grpc-addr", envOr("KEYGATE_GRPC_ADDR", ":9191"), "`address` of the Check service, gRPC health and reflection (env KEYGATE_GRPC_ADDR)")
-	fs.StringVar(&c.AdminAddr, "admin-addr", envOr("KEYGATE_ADMIN_ADDR", "127.0.0.1:9192"), "`address` of the admin API, /healthz, /readyz and /metrics (env KEYGATE_ADMIN_ADDR)")
-	fs.StringVar(&c.TokenFile, "admin-token-file", envOr("KEYGATE_ADMIN_TOKEN_FILE", ""), "`file` holding the admin token, generated if missing (default <db>.admin-token; env KEYGATE_ADMIN_TOKEN_FILE; KEYGATE_ADMIN_TOKEN takes precedence)")
-	fs.DurationVar(&c.FlushInterval, "flush-interval", 10*time.Second, "how often keys' last-used times are written to the database")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take to finish on shutdown")
-	checks := addCheckFlags(fs, &c)
-	stores := addStoreFlags(fs, &c)
-	addSecurityFlags(fs, &c)
-	if _, err := parseInterspersed(fs, args); err != nil {
+	fs, apply := serveFlags(&c, stdout)
+	pos, err := fs.parse(args)
+	if err != nil {
 		return err
 	}
-	if err := checks.apply(&c); err != nil {
+	if err := wantArgs("serve", pos); err != nil {
 		return err
 	}
-	if err := stores.apply(&c); err != nil {
+	if err := apply(); err != nil {
 		return err
 	}
-	c.AdminToken = envOr("KEYGATE_ADMIN_TOKEN", "")
+	if fs.Lookup("print-config").Value.String() == "true" {
+		printConfig(stdout, fs)
+		return nil
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	slog.SetDefault(log) // packages that log through slog's default (admin) log as serve does
+	warnUnknownEnv(log)
 
 	m, err := Open(c, log)
 	if err != nil {
@@ -101,8 +76,10 @@ type Main struct {
 	tokens            *tokenWatch
 }
 
-// Open opens the store, loads or creates the admin token and binds both
-// listeners. Nothing is served until Run.
+// Open binds the listeners, opens the store, loads or creates the admin
+// token and builds the servers. Nothing is served until Run. A listener
+// that cannot be bound fails Open before the store or the token file is
+// created.
 func Open(c Config, log *slog.Logger) (_ *Main, err error) {
 	if err := checkSecurity(c); err != nil {
 		return nil, err
@@ -116,56 +93,105 @@ func Open(c Config, log *slog.Logger) (_ *Main, err error) {
 			}
 		}
 	}()
-	token := c.AdminToken
-	if token == "" && c.Store == storeEtcd {
-		if token, err = givenToken(c.TokenFile); err != nil {
-			return nil, err
-		}
+	token, err := c.givenToken()
+	if err != nil {
+		return nil, err
+	}
+	if err = m.listen(); err != nil {
+		return nil, err
 	}
 	if m.store, err = openStore(context.Background(), c, log); err != nil {
 		return nil, err
 	}
 	if token == "" {
-		path := c.TokenFile
-		if path == "" {
-			path = c.DBPath + ".admin-token"
-		}
-		var created bool
-		token, created, err = loadOrCreateToken(path)
-		if err != nil {
+		if token, err = m.generatedToken(); err != nil {
 			return nil, err
-		}
-		if created {
-			log.Info("generated a new admin token; the CLI on this host reads it from there", "file", path)
-		} else {
-			log.Info("admin token loaded", "file", path)
 		}
 	}
 	m.tokens = watchTokens(c, token, log)
-	if m.grpcLis, err = net.Listen("tcp", c.GRPCAddr); err != nil {
-		return nil, fmt.Errorf("check service: %w", err)
+	reg := m.registry()
+	m.buildCheckServers(reg)
+	m.buildAdminServer(reg)
+	if err = m.secure(); err != nil {
+		return nil, err
 	}
-	if m.adminLis, err = net.Listen("tcp", c.AdminAddr); err != nil {
-		return nil, fmt.Errorf("admin API: %w", err)
-	}
+	return m, nil
+}
 
+// errTokenRequired says why an etcd-backed keygate will not make its own
+// admin token: every replica must share one.
+var errTokenRequired = errors.New("with --store etcd the admin token must be given, in KEYGATE_ADMIN_TOKEN or a file named by --admin-token-file, and be the same on every replica")
+
+// givenToken is the admin token given in the environment, or with --store
+// etcd in --admin-token-file; "" when keygate is to load or make its own.
+func (c Config) givenToken() (string, error) {
+	if c.AdminToken != "" || c.Store != storeEtcd {
+		return c.AdminToken, nil
+	}
+	if c.TokenFile == "" {
+		return "", errTokenRequired
+	}
+	return readToken(c.TokenFile)
+}
+
+// listen binds the Check service, the admin API and the HTTP check
+// endpoint when there is one.
+func (m *Main) listen() (err error) {
+	if m.grpcLis, err = net.Listen("tcp", m.cfg.GRPCAddr); err != nil {
+		return fmt.Errorf("check service: %w", err)
+	}
+	if m.adminLis, err = net.Listen("tcp", m.cfg.AdminAddr); err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	if m.cfg.HTTPAddr != "" {
+		if m.httpLis, err = net.Listen("tcp", m.cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("HTTP check endpoint: %w", err)
+		}
+	}
+	return nil
+}
+
+// generatedToken loads the admin token file, or creates it with a new
+// token.
+func (m *Main) generatedToken() (string, error) {
+	path := tokenFileOf(m.cfg)
+	token, created, err := loadOrCreateToken(path)
+	if err != nil {
+		return "", err
+	}
+	if created {
+		m.log.Info("generated a new admin token; the CLI on this host reads it from there", "file", path)
+	} else {
+		m.log.Info("admin token loaded", "file", path)
+	}
+	return token, nil
+}
+
+// registry holds the process's, the Go runtime's and the store's metrics.
+func (m *Main) registry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.store.Collectors()...)
+	return reg
+}
 
+// buildCheckServers builds the gRPC Check service, with health and
+// reflection, and the HTTP check endpoint, counting checks on reg.
+func (m *Main) buildCheckServers(reg *prometheus.Registry) {
+	checker := authz.NewAuthorizer(m.store, nil).WithDefaults(m.cfg.Defaults)
 	m.grpcSrv = grpc.NewServer(checkServerOptions()...)
-	checker := authz.NewAuthorizer(m.store, nil).WithDefaults(c.Defaults)
-	if err = m.openHTTP(checker, reg); err != nil {
-		return nil, err
-	}
 	envoy.NewServer(checker, reg).RegisterWire(m.grpcSrv)
 	m.health = health.NewServer()
 	m.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	m.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(m.grpcSrv, m.health)
 	reflection.Register(m.grpcSrv)
+	m.buildHTTP(checker, reg)
+}
 
-	svc := admin.NewService(m.store, admin.ServiceOptions{Logger: log})
+// buildAdminServer builds the admin API, JSON and gRPC on one listener.
+func (m *Main) buildAdminServer(reg *prometheus.Registry) {
+	svc := admin.NewService(m.store, admin.ServiceOptions{Logger: m.log})
 	m.adminGRPC = grpc.NewServer(admin.GRPCServerOptions(m.tokens.set)...)
 	adminv1.RegisterAdminServer(m.adminGRPC, svc)
 	m.adminSrv = &http.Server{
@@ -175,10 +201,6 @@ func Open(c Config, log *slog.Logger) (_ *Main, err error) {
 	}
 	m.adminSrv.Protocols.SetHTTP1(true)
 	m.adminSrv.Protocols.SetUnencryptedHTTP2(true) // for admin gRPC clients
-	if err = m.secure(); err != nil {
-		return nil, err
-	}
-	return m, nil
 }
 
 // adminHandler routes the admin listener: gRPC, the unauthenticated probes

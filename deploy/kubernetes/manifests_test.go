@@ -156,7 +156,7 @@ func TestManifests(t *testing.T) {
 	for _, a := range c.Args[1:] {
 		name, value, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		flags[name] = value
-		if !strings.Contains(help, "  -"+name+" ") && !strings.Contains(help, "  -"+name+"\n") {
+		if !strings.Contains(help, "  --"+name+" ") && !strings.Contains(help, "  --"+name+"\n") {
 			t.Errorf("%s is not a flag of keygate serve", a)
 		}
 	}

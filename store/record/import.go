@@ -104,7 +104,7 @@ func newImportAccount(a ImportAccount, now time.Time, seen map[authz.KeyHash]boo
 			err = authz.Errorf(authz.EConflict, "two imported keys have the same hash")
 		}
 		if err != nil {
-			return Dump{}, fmt.Errorf("key %d: %w", j, err)
+			return Dump{}, fmt.Errorf("key %d: %w", j+1, err)
 		}
 		seen[k.Hash] = true
 		d.Keys = append(d.Keys, kr)

@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
-	"net"
 	"net/http"
 	"time"
 
@@ -23,12 +20,12 @@ type checkFlags struct {
 
 // addCheckFlags registers the HTTP endpoint's flags in c and the route
 // defaults' flags in the returned checkFlags.
-func addCheckFlags(fs *flag.FlagSet, c *Config) *checkFlags {
+func addCheckFlags(fs *flagSet, c *Config) *checkFlags {
 	var f checkFlags
-	fs.StringVar(&c.HTTPAddr, "http-addr", envOr("KEYGATE_HTTP_ADDR", ""), "`address` of the HTTP check endpoint for Envoy's HTTP ext_authz, Caddy forward_auth and nginx auth_request; off when empty (env KEYGATE_HTTP_ADDR)")
-	fs.StringVar(&c.HTTPPathPrefix, "http-path-prefix", envOr("KEYGATE_HTTP_PATH_PREFIX", ""), "only paths under this `prefix` are checks on the HTTP endpoint, others are 404 (env KEYGATE_HTTP_PATH_PREFIX)")
-	fs.StringVar(&f.credentials, "credential-headers", envOr("KEYGATE_CREDENTIAL_HEADERS", ""), "comma-separated `headers` that may carry the key on routes that do not say: authorization, x-api-key, api-key; when empty, authorization, and x-api-key too on Anthropic-style routes (env KEYGATE_CREDENTIAL_HEADERS)")
-	fs.StringVar(&f.style, "error-style", envOr("KEYGATE_ERROR_STYLE", "openai"), "`style` of denial bodies on routes that do not say: openai or anthropic (env KEYGATE_ERROR_STYLE)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "", "`address` of the HTTP check endpoint for Caddy forward_auth, nginx auth_request, Traefik and Envoy's HTTP ext_authz; off when empty")
+	fs.StringVar(&c.HTTPPathPrefix, "http-path-prefix", "", "only paths under this `prefix` are checks on the HTTP endpoint; others are 404")
+	fs.StringVar(&f.credentials, "credential-headers", "", "comma-separated `headers` that may carry the key where a route does not say: authorization, x-api-key, api-key; when empty, authorization, and x-api-key too on Anthropic-style routes")
+	fs.StringVar(&f.style, "error-style", "openai", "`style` of denial bodies where a route does not say: openai or anthropic")
 	return &f
 }
 
@@ -46,23 +43,17 @@ func (f *checkFlags) apply(c *Config) error {
 	return nil
 }
 
-// openHTTP binds the HTTP check endpoint, when one is configured, to decide
-// with a and count its checks on reg.
-func (m *Main) openHTTP(a *authz.Authorizer, reg prometheus.Registerer) error {
-	if m.cfg.HTTPAddr == "" {
-		return nil
+// buildHTTP builds the HTTP check endpoint, when it has a listener, to
+// decide with a and count its checks on reg.
+func (m *Main) buildHTTP(a *authz.Authorizer, reg prometheus.Registerer) {
+	if m.httpLis == nil {
+		return
 	}
-	lis, err := net.Listen("tcp", m.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("HTTP check endpoint: %w", err)
-	}
-	m.httpLis = lis
 	m.httpSrv = &http.Server{
 		Handler:           httpauth.NewHandler(a, m.cfg.HTTPPathPrefix, reg),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	return nil
 }
 
 // stopHTTP lets the HTTP check endpoint's in-flight checks finish until ctx

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -105,32 +104,4 @@ func (s *certStore) config(protos []string, auth tls.ClientAuthType) *tls.Config
 			return c, nil
 		},
 	}
-}
-
-// clientTLS is the config of a client that trusts the CAs in caFile (the
-// system's when empty) and presents the certificate in certFile and keyFile
-// (none when empty).
-func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
-	c := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, err
-		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
-		}
-	}
-	if (certFile == "") != (keyFile == "") {
-		return nil, errors.New("a client certificate needs both its file and its key")
-	}
-	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, err
-		}
-		c.Certificates = []tls.Certificate{cert}
-	}
-	return c, nil
 }

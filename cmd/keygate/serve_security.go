@@ -2,23 +2,20 @@ package main
 
 import (
 	"crypto/tls"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 )
 
 // addSecurityFlags registers serve's TLS flags and --allow-insecure-admin
 // in c.
-func addSecurityFlags(fs *flag.FlagSet, c *Config) {
-	fs.StringVar(&c.TLS.Cert, "tls-cert", envOr("KEYGATE_TLS_CERT", ""), "PEM `file` of the certificate every listener presents; read again when it changes (env KEYGATE_TLS_CERT)")
-	fs.StringVar(&c.TLS.Key, "tls-key", envOr("KEYGATE_TLS_KEY", ""), "PEM `file` of the certificate's private key (env KEYGATE_TLS_KEY)")
-	fs.StringVar(&c.TLS.ClientCA, "tls-client-ca", envOr("KEYGATE_TLS_CLIENT_CA", ""), "PEM `file` of the CAs whose client certificates are accepted: checks need one, and so does the admin API but for /healthz, /readyz and /metrics (env KEYGATE_TLS_CLIENT_CA)")
-	allow, _ := strconv.ParseBool(os.Getenv("KEYGATE_ALLOW_INSECURE_ADMIN"))
-	fs.BoolVar(&c.AllowInsecureAdmin, "allow-insecure-admin", allow, "serve the admin API on an address other than loopback without TLS, or with the admin token keygate generated, on a network you trust such as a container's (env KEYGATE_ALLOW_INSECURE_ADMIN=true)")
+func addSecurityFlags(fs *flagSet, c *Config) {
+	fs.StringVar(&c.TLS.Cert, "tls-cert", "", "PEM `file` of the certificate every listener presents; read again when it changes")
+	fs.StringVar(&c.TLS.Key, "tls-key", "", "PEM `file` of the certificate's private key")
+	fs.StringVar(&c.TLS.ClientCA, "tls-client-ca", "", "PEM `file` of the CAs whose client certificates are accepted: checks need one, and so does the admin API but for /healthz, /readyz and /metrics")
+	fs.BoolVar(&c.AllowInsecureAdmin, "allow-insecure-admin", false, "serve the admin API on an address other than loopback without TLS, or with the admin token keygate generated, on a network you trust such as a container's (the Docker image sets it)")
 }
 
 // checkSecurity checks the TLS flags, and refuses an admin API exposed
