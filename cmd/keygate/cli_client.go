@@ -107,7 +107,9 @@ func speaksHTTP2First(u string) bool {
 		return false
 	}
 	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(time.Second))
+	if c.SetReadDeadline(time.Now().Add(time.Second)) != nil {
+		return false
+	}
 	var header [9]byte // an HTTP/2 frame header; its fourth byte is the type
 	_, err = io.ReadFull(c, header[:])
 	return err == nil && header[3] == 0x4

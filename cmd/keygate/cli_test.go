@@ -118,7 +118,9 @@ func TestCLIErrors(t *testing.T) {
 			cmd.Dir = tc.dir
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			cmd.Run()
+			if err := cmd.Run(); err != nil && cmd.ProcessState == nil {
+				t.Fatal(err) // not started; an exit status is checked below
+			}
 			if code := cmd.ProcessState.ExitCode(); code != tc.code {
 				t.Errorf("exit code %d, want %d", code, tc.code)
 			}

@@ -54,7 +54,8 @@ type server struct {
 	cmd                 *exec.Cmd
 	stderr              *bytes.Buffer
 	db, grpcAddr, admin string
-	done                chan error
+	done                chan struct{} // closed when the process has exited, its status in exit
+	exit                error
 }
 
 func freeAddr(t *testing.T) string {
@@ -75,14 +76,14 @@ func startServer(t *testing.T, db string, extra ...string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, db: db, grpcAddr: freeAddr(t), admin: freeAddr(t), stderr: new(bytes.Buffer), done: make(chan error, 1)}
+	s := &server{t: t, db: db, grpcAddr: freeAddr(t), admin: freeAddr(t), stderr: new(bytes.Buffer), done: make(chan struct{})}
 	s.cmd = exec.Command(bin, append([]string{"serve", "--db", db, "--grpc-addr", s.grpcAddr, "--admin-addr", s.admin, "--flush-interval", "100ms"}, extra...)...)
 	s.cmd.Env = cleanEnv()
 	s.cmd.Stderr = s.stderr
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { s.done <- s.cmd.Wait() }()
+	go func() { s.exit = s.cmd.Wait(); close(s.done) }()
 	t.Cleanup(func() {
 		if s.cmd.ProcessState == nil {
 			s.cmd.Process.Kill()
@@ -104,8 +105,8 @@ func startServer(t *testing.T, db string, extra ...string) *server {
 			}
 		}
 		select {
-		case err := <-s.done:
-			t.Fatalf("keygate serve exited early: %v\n%s", err, s.stderr)
+		case <-s.done:
+			t.Fatalf("keygate serve exited early: %v\n%s", s.exit, s.stderr)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -120,9 +121,9 @@ func (s *server) stop() {
 	s.t.Helper()
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-s.done:
-		if err != nil {
-			s.t.Fatalf("keygate serve exited with %v after SIGTERM:\n%s", err, s.stderr)
+	case <-s.done:
+		if s.exit != nil {
+			s.t.Fatalf("keygate serve exited with %v after SIGTERM:\n%s", s.exit, s.stderr)
 		}
 	case <-time.After(20 * time.Second):
 		s.t.Fatalf("keygate serve did not stop within 20s of SIGTERM:\n%s", s.stderr)
@@ -403,8 +404,11 @@ func TestServeHealthAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := new(bytes.Buffer)
-	body.ReadFrom(resp.Body)
+	_, err = body.ReadFrom(resp.Body)
 	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []string{"keygate_checks_total", "keygate_store_accounts", "keygate_check_duration_seconds"} {
 		if !strings.Contains(body.String(), want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -84,17 +84,32 @@ func TestMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := b.CreateAccount(ctx, "acme", 100)
-	other, _ := b.CreateAccount(ctx, "globex", 0)
-	b.SetAccountStatus(ctx, other.ID, authz.AccountDisabled)
-	k1, _ := b.CreateKey(ctx, storetest.NewKey(a.ID))
-	revoked, _ := b.CreateKey(ctx, storetest.NewKey(other.ID))
-	b.RevokeKey(ctx, revoked.ID)
-	b.RotateKey(ctx, k1.ID, time.Hour, storetest.NewKey(""))
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := b.CreateAccount(ctx, "acme", 100)
+	must(err)
+	other, err := b.CreateAccount(ctx, "globex", 0)
+	must(err)
+	_, err = b.SetAccountStatus(ctx, other.ID, authz.AccountDisabled)
+	must(err)
+	k1, err := b.CreateKey(ctx, storetest.NewKey(a.ID))
+	must(err)
+	revoked, err := b.CreateKey(ctx, storetest.NewKey(other.ID))
+	must(err)
+	_, err = b.RevokeKey(ctx, revoked.ID)
+	must(err)
+	_, _, err = b.RotateKey(ctx, k1.ID, time.Hour, storetest.NewKey(""))
+	must(err)
 	b.MarkUsed(k1.Hash, time.Now())
 	topUp := authz.BalanceChange{AccountID: a.ID, Kind: authz.LedgerCredit, Amount: 5, IdempotencyKey: "top-up 1"}
-	b.ChangeBalance(ctx, topUp)
-	b.ChangeBalance(ctx, authz.BalanceChange{AccountID: a.ID, Kind: authz.LedgerDebit, Amount: 3, KeyID: k1.ID})
+	_, err = b.ChangeBalance(ctx, topUp)
+	must(err)
+	_, err = b.ChangeBalance(ctx, authz.BalanceChange{AccountID: a.ID, Kind: authz.LedgerDebit, Amount: 3, KeyID: k1.ID})
+	must(err)
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}

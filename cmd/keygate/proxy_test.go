@@ -31,7 +31,7 @@ func newUpstream(t *testing.T) *upstream {
 		u.seen = append(u.seen, r.Header.Clone())
 		u.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"object":"chat.completion"}`)
+		_, _ = io.WriteString(w, `{"object":"chat.completion"}`)
 	}))
 	t.Cleanup(u.Close)
 	return u

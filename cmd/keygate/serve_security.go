@@ -89,7 +89,7 @@ func requireClientCert(next http.Handler) http.Handler {
 		case r.TLS == nil || len(r.TLS.VerifiedChains) == 0:
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
-			io.WriteString(w, `{"error":{"code":"unauthenticated","message":"a client certificate signed by a CA of --tls-client-ca is required"}}`)
+			_, _ = io.WriteString(w, `{"error":{"code":"unauthenticated","message":"a client certificate signed by a CA of --tls-client-ca is required"}}`)
 			return
 		}
 		next.ServeHTTP(w, r)
