@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 )
@@ -235,10 +236,7 @@ func (p *Parser) writeSSE(b []byte) error {
 					continue
 				}
 			}
-			j := i
-			for j < len(b) && b[j] != '\r' && b[j] != '\n' {
-				j++
-			}
+			j := i + lineEnd(b[i:])
 			if p.line == lineData {
 				if err := p.sc.write(b[i:j]); err != nil {
 					return err
@@ -267,6 +265,18 @@ func (p *Parser) writeSSE(b []byte) error {
 func (p *Parser) isData() bool { return p.fieldN == len(p.field) && string(p.field[:]) == "data" }
 
 var lf = []byte{'\n'}
+
+// lineEnd is the index of the first CR or LF in b, or len(b).
+func lineEnd(b []byte) int {
+	n := bytes.IndexByte(b, '\n')
+	if n < 0 {
+		n = len(b)
+	}
+	if r := bytes.IndexByte(b[:n], '\r'); r >= 0 {
+		return r
+	}
+	return n
+}
 
 // dataLine starts a data line, joining it to an earlier one with LF.
 func (p *Parser) dataLine() error {

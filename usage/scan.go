@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -178,6 +179,7 @@ type scanner struct {
 	num    uint8                 // number grammar state
 	str    [3 * MaxModelLen]byte // the last kept string, decoded
 	strN   int                   //
+	keyBuf [3 * MaxModelLen]byte // a decoded key that had escapes
 	strAt  uint8                 // node of str, 0 if none
 }
 
@@ -466,8 +468,11 @@ func (s *scanner) endString(at int64) error {
 	if s.inKey {
 		s.key = 0
 		if s.keep && s.n <= MaxModelLen {
-			var b [3 * MaxModelLen]byte
-			s.key = s.t.child(s.nodeAt(s.depth-1), unescape(b[:0], s.buf[:s.n]))
+			key := s.buf[:s.n]
+			if bytes.IndexByte(key, '\\') >= 0 { // rare
+				key = unescape(s.keyBuf[:0], key)
+			}
+			s.key = s.t.child(s.nodeAt(s.depth-1), key)
 		}
 		s.state = sColon
 		return nil
