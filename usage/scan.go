@@ -170,15 +170,14 @@ type scanner struct {
 	key    uint8                 // node named by the last key
 	inKey  bool                  // the string being scanned is a key
 	keep   bool                  // keep the current token's bytes in buf
-	start  int64                 // offset of the current value
-	buf    [MaxModelLen + 1]byte // raw bytes of a kept key, string or number
+	buf    [MaxModelLen]byte     // raw bytes of a kept key, string or number
 	n      int                   // bytes in buf, MaxModelLen+1 when it overflowed
 	hex    uint8                 // hex digits left in \uXXXX
 	lit    string                // literal being matched
 	litI   int                   // bytes of lit matched
 	num    uint8                 // number grammar state
 	str    [3 * MaxModelLen]byte // the last kept string, decoded
-	strN   int                   //
+	strN   int                   // bytes in str
 	keyBuf [3 * MaxModelLen]byte // a decoded key that had escapes
 	strAt  uint8                 // node of str, 0 if none
 }
@@ -199,7 +198,7 @@ func (s *scanner) started() bool { return s.state != sValue || s.depth != 0 }
 // capture is the value recorded at node n.
 func (s *scanner) capture(n uint8) capture { return s.caps[n] }
 
-// model is the kept string at node n, if it was the last kept.
+// keptString is the string kept at node n, if it was the last kept.
 func (s *scanner) keptString(n uint8) ([]byte, bool) {
 	if s.strAt != n || n == 0 {
 		return nil, false
