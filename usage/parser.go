@@ -108,8 +108,9 @@ var responseTrie, usageSets = func() (trie, [3]usageAt) {
 // A Server-Sent Events body is read as the WHATWG HTML standard says (a
 // BOM, LF, CRLF and CR line ends, comments, multi-line data joined with LF,
 // events dispatched at a blank line; an event the body ends inside of is
-// not dispatched). An event whose data is not a JSON object, such as
-// "[DONE]", is ignored; a JSON object that is malformed is an error.
+// not dispatched). A JSON body counts once its root object is complete.
+// Event data or a body that is not a JSON object, such as "[DONE]", is
+// ignored; a JSON object that is malformed is an error.
 //
 // Within a response, a later count replaces an earlier one (Anthropic's
 // message_delta usage is cumulative), except that the input and cache
